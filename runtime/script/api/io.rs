@@ -1,0 +1,39 @@
+//! Tensors in safetensors files.
+use rhai::plugin::*;
+
+#[export_module]
+pub mod io_api {
+    use crate::core::tensor_io;
+    use crate::script::error::{runtime_error, ScriptResult};
+    use rhai::{Dynamic, Map};
+    use std::path::Path;
+
+    pub type Tensor = crate::core::Tensor;
+
+    /// Saves a map of named tensors to a safetensors file (written atomically).
+    /// `save_tensors("w.safetensors", #{w: w, b: b})`
+    #[rhai_fn(return_raw)]
+    pub fn save_tensors(path: &str, tensors: Map) -> ScriptResult<()> {
+        let named = tensors
+            .iter()
+            .map(|(name, v)| match v.read_lock::<Tensor>() {
+                Some(t) => Ok((name.to_string(), t.clone())),
+                None => Err(runtime_error(format!(
+                    "save_tensors: '{name}' is a {}, not a tensor",
+                    v.type_name()
+                ))),
+            })
+            .collect::<ScriptResult<Vec<_>>>()?;
+        Ok(tensor_io::save_tensors(Path::new(path), &named)?)
+    }
+
+    /// Loads every tensor of a safetensors file into a map. `let t = load_tensors("w.safetensors");`
+    #[rhai_fn(return_raw)]
+    pub fn load_tensors(path: &str) -> ScriptResult<Map> {
+        let loaded = tensor_io::load_tensors(Path::new(path))?;
+        Ok(loaded
+            .into_iter()
+            .map(|(name, t)| (name.into(), Dynamic::from(t)))
+            .collect())
+    }
+}

@@ -1,0 +1,40 @@
+//! Native functions exposed to scripts, one plugin module per domain. Each
+//! module becomes a `:help` topic.
+use rhai::plugin::*;
+use rhai::{Module, Shared};
+
+pub mod autograd;
+pub mod console;
+pub mod io;
+pub mod math;
+pub mod plot;
+pub mod shape;
+pub mod tensor;
+
+/// A group of functions as `:help` lists them.
+pub struct Topic {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub module: Shared<Module>,
+}
+
+/// Every native module, in the order `:help` shows them.
+pub fn topics() -> Vec<Topic> {
+    vec![
+        topic("tensor", "create tensors, inspect them, move them between devices and dtypes", exported_module!(tensor::tensor_api)),
+        topic("math", "operators, elementwise functions and reductions", math::module()),
+        topic("shape", "reshape, transpose, concatenate, slice and index", exported_module!(shape::shape_api)),
+        topic("autograd", "gradients, no_grad, optimisers, seeds", exported_module!(autograd::autograd_api)),
+        topic("plot", "figures saved as PNG or SVG", exported_module!(plot::plot_api)),
+        topic("io", "tensors in safetensors files", exported_module!(io::io_api)),
+        topic("console", "tables and other console output", exported_module!(console::console_api)),
+    ]
+}
+
+fn topic(name: &'static str, summary: &'static str, module: Module) -> Topic {
+    Topic {
+        name,
+        summary,
+        module: module.into(),
+    }
+}

@@ -1,0 +1,122 @@
+//! Where script output goes: the terminal, or a capture buffer while a
+//! notebook cell runs (so the report can show text, tables and figures).
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+/// One piece of output a cell produced, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Captured {
+    Text(String),
+    Table {
+        columns: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
+    Image(PathBuf),
+}
+
+thread_local! {
+    static CAPTURE: RefCell<Option<Vec<Captured>>> = const { RefCell::new(None) };
+}
+
+/// Starts collecting output instead of printing it.
+pub fn start_capture() {
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Vec::new()));
+}
+
+/// Stops collecting and returns what was collected.
+pub fn take_capture() -> Vec<Captured> {
+    CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default()
+}
+
+fn capture(item: Captured) -> Option<Captured> {
+    CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(items) => {
+            match (items.last_mut(), item) {
+                (Some(Captured::Text(text)), Captured::Text(more)) => text.push_str(&more),
+                (_, item) => items.push(item),
+            }
+            None
+        }
+        None => Some(item),
+    })
+}
+
+/// Prints a line (Rhai's `print` and `debug` come here).
+pub fn print_line(line: &str) {
+    if capture(Captured::Text(format!("{line}\n"))).is_some() {
+        println!("{line}");
+    }
+}
+
+/// Prints an aligned table, or records it for the report.
+pub fn print_table(columns: Vec<String>, rows: Vec<Vec<String>>) {
+    if let Some(Captured::Table { columns, rows }) = capture(Captured::Table { columns, rows }) {
+        print!("{}", format_table(&columns, &rows));
+    }
+}
+
+/// Notes a figure the script saved, so a notebook report can show it.
+pub fn record_image(path: PathBuf) {
+    let _ = capture(Captured::Image(path));
+}
+
+/// Columns padded to their widest cell; numbers right-aligned.
+pub fn format_table(columns: &[String], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .chain(std::iter::once(&columns[i]))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    // A column whose every cell is a number is right-aligned, header included.
+    let numeric: Vec<bool> = (0..columns.len())
+        .map(|i| !rows.is_empty() && rows.iter().all(|r| r.get(i).is_some_and(|c| c.parse::<f64>().is_ok())))
+        .collect();
+    let line = |cells: &[String]| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths.iter().zip(&numeric))
+            .map(|(cell, (&w, &right))| if right { format!("{cell:>w$}") } else { format!("{cell:<w$}") })
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(columns);
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&format!("{}\n", rule.join("  ")));
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let text = format_table(
+            &["name".into(), "loss".into()],
+            &[vec!["a".into(), "0.5".into()], vec!["long name".into(), "12.25".into()]],
+        );
+        assert_eq!(
+            text,
+            "name        loss\n---------  -----\na            0.5\nlong name  12.25\n"
+        );
+    }
+
+    #[test]
+    fn capture_collects_text_and_tables_in_order() {
+        start_capture();
+        print_line("one");
+        print_line("two");
+        print_table(vec!["x".into()], vec![vec!["1".into()]]);
+        let items = take_capture();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0], Captured::Text("one\ntwo\n".into()));
+    }
+}

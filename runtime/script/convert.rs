@@ -1,0 +1,250 @@
+//! Conversions between Rhai values (arrays, maps, numbers) and core types:
+//! shapes, flat f64 data, nested arrays and option maps.
+use crate::core::Tensor;
+use crate::script::error::{runtime_error, ScriptResult};
+use rhai::{Array, Dynamic, Map, FLOAT, INT};
+use tch::Kind;
+
+/// A shape given as one integer or an array of integers.
+pub fn shape(value: &Dynamic) -> ScriptResult<Vec<i64>> {
+    if let Some(n) = value.clone().try_cast::<INT>() {
+        return non_negative_dims(vec![n]);
+    }
+    let Some(array) = value.clone().try_cast::<Array>() else {
+        return Err(runtime_error(format!(
+            "a shape must be an integer or an array of integers, got {}",
+            value.type_name()
+        )));
+    };
+    let dims = array
+        .iter()
+        .map(|d| {
+            d.as_int()
+                .map_err(|t| runtime_error(format!("shape entries must be integers, got {t}")))
+        })
+        .collect::<ScriptResult<Vec<i64>>>()?;
+    non_negative_dims(dims)
+}
+
+fn non_negative_dims(dims: Vec<i64>) -> ScriptResult<Vec<i64>> {
+    match dims.iter().find(|d| **d < 0) {
+        Some(d) => Err(runtime_error(format!("shape dimensions must be >= 0, got {d}"))),
+        None => Ok(dims),
+    }
+}
+
+/// A list of integers (dims for permute, indices for index_select).
+pub fn int_list(array: &Array, what: &str) -> ScriptResult<Vec<i64>> {
+    array
+        .iter()
+        .map(|d| d.as_int().map_err(|t| runtime_error(format!("{what} must be integers, got {t}"))))
+        .collect()
+}
+
+/// The element type a nested array implies, as torch.tensor infers it.
+#[derive(PartialEq, Clone, Copy)]
+enum Leaf {
+    Bool,
+    Int,
+    Float,
+}
+
+/// `tensor([[1, 2], [3, 4]])`: a rectangular nested array to a tensor
+/// (integers give i64, any float gives f32, booleans give bool).
+pub fn nested_to_tensor(value: &Dynamic) -> ScriptResult<Tensor> {
+    let mut shape = Vec::new();
+    probe_shape(value, &mut shape);
+    let mut values = Vec::new();
+    let mut leaf = None;
+    flatten(value, &shape, 0, &mut values, &mut leaf)?;
+    let kind = match leaf {
+        Some(Leaf::Bool) => Kind::Bool,
+        Some(Leaf::Int) => Kind::Int64,
+        Some(Leaf::Float) | None => Kind::Float,
+    };
+    Ok(Tensor::from_f64(&values, &shape, kind)?)
+}
+
+fn probe_shape(value: &Dynamic, shape: &mut Vec<i64>) {
+    if let Some(array) = value.read_lock::<Array>() {
+        shape.push(array.len() as i64);
+        if let Some(first) = array.first() {
+            probe_shape(first, shape);
+        }
+    }
+}
+
+fn flatten(
+    value: &Dynamic,
+    shape: &[i64],
+    depth: usize,
+    out: &mut Vec<f64>,
+    leaf: &mut Option<Leaf>,
+) -> ScriptResult<()> {
+    if let Some(array) = value.read_lock::<Array>() {
+        if depth >= shape.len() || array.len() as i64 != shape[depth] {
+            return Err(runtime_error(format!(
+                "tensor(): nested arrays must be rectangular (shape {shape:?} expected at depth {depth})"
+            )));
+        }
+        for item in array.iter() {
+            flatten(item, shape, depth + 1, out, leaf)?;
+        }
+        return Ok(());
+    }
+    if depth != shape.len() {
+        return Err(runtime_error("tensor(): nested arrays must be rectangular"));
+    }
+    let (number, kind) = scalar(value)?;
+    *leaf = Some(match (*leaf, kind) {
+        (Some(Leaf::Float), _) | (_, Leaf::Float) => Leaf::Float,
+        (Some(Leaf::Int), _) | (_, Leaf::Int) => Leaf::Int,
+        _ => Leaf::Bool,
+    });
+    out.push(number);
+    Ok(())
+}
+
+fn scalar(value: &Dynamic) -> ScriptResult<(f64, Leaf)> {
+    if let Ok(i) = value.as_int() {
+        Ok((i as f64, Leaf::Int))
+    } else if let Ok(f) = value.as_float() {
+        Ok((f, Leaf::Float))
+    } else if let Ok(b) = value.as_bool() {
+        Ok((if b { 1.0 } else { 0.0 }, Leaf::Bool))
+    } else {
+        Err(runtime_error(format!(
+            "tensor(): expected numbers, got {}",
+            value.type_name()
+        )))
+    }
+}
+
+/// A tensor as nested Rhai arrays (a plain number for 0-dim tensors).
+pub fn tensor_to_nested(t: &Tensor) -> ScriptResult<Dynamic> {
+    let kind = t.kind()?;
+    let values = t.to_f64_vec()?;
+    let leaf = |v: f64| -> Dynamic {
+        match kind {
+            Kind::Bool => Dynamic::from(v != 0.0),
+            Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16 => Dynamic::from(v as FLOAT),
+            _ => Dynamic::from(v as INT),
+        }
+    };
+    let shape = t.shape();
+    if shape.is_empty() {
+        return Ok(leaf(values[0]));
+    }
+    Ok(build_nested(&values, &shape, &leaf))
+}
+
+fn build_nested(values: &[f64], shape: &[i64], leaf: &dyn Fn(f64) -> Dynamic) -> Dynamic {
+    if shape.len() == 1 {
+        return Dynamic::from_array(values.iter().map(|v| leaf(*v)).collect());
+    }
+    let count = shape[0].max(0) as usize;
+    let stride = values.len().checked_div(count).unwrap_or(0);
+    let rows = (0..count)
+        .map(|i| build_nested(&values[i * stride..(i + 1) * stride], &shape[1..], leaf))
+        .collect();
+    Dynamic::from_array(rows)
+}
+
+/// A number, an array of numbers or a tensor, flattened to f64 (for plots and fits).
+pub fn floats(value: &Dynamic, what: &str) -> ScriptResult<Vec<f64>> {
+    if let Some(t) = value.read_lock::<Tensor>() {
+        return Ok(t.to_f64_vec()?);
+    }
+    if let Some(array) = value.read_lock::<Array>() {
+        return array
+            .iter()
+            .map(|v| {
+                number(v).ok_or_else(|| {
+                    runtime_error(format!("{what} must hold numbers, found {}", v.type_name()))
+                })
+            })
+            .collect();
+    }
+    number(value)
+        .map(|v| vec![v])
+        .ok_or_else(|| runtime_error(format!("{what} must be an array or a tensor, got {}", value.type_name())))
+}
+
+/// An INT or FLOAT as f64.
+pub fn number(value: &Dynamic) -> Option<f64> {
+    value
+        .as_float()
+        .ok()
+        .or_else(|| value.as_int().ok().map(|i| i as f64))
+}
+
+/// Typed access to an options map (`#{lr: 1e-3, steps: 100}`), rejecting
+/// unknown keys so a typo is an error rather than a silently ignored setting.
+pub struct Options<'a> {
+    map: &'a Map,
+    context: &'a str,
+}
+
+impl<'a> Options<'a> {
+    pub fn new(map: &'a Map, context: &'a str, known: &[&str]) -> ScriptResult<Self> {
+        if let Some(key) = map.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(runtime_error(format!(
+                "{context}: unknown option '{key}' (known: {})",
+                known.join(", ")
+            )));
+        }
+        Ok(Options { map, context })
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    pub fn f64(&self, key: &str, default: f64) -> ScriptResult<f64> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => number(v).ok_or_else(|| self.wrong(key, "a number", v)),
+        }
+    }
+
+    pub fn int(&self, key: &str, default: i64) -> ScriptResult<i64> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_int().map_err(|_| self.wrong(key, "an integer", v)),
+        }
+    }
+
+    pub fn bool(&self, key: &str, default: bool) -> ScriptResult<bool> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().map_err(|_| self.wrong(key, "true or false", v)),
+        }
+    }
+
+    pub fn string(&self, key: &str) -> ScriptResult<Option<String>> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(v) if v.is_unit() => Ok(None),
+            Some(v) => v
+                .clone()
+                .into_string()
+                .map(Some)
+                .map_err(|_| self.wrong(key, "a string", v)),
+        }
+    }
+
+    pub fn floats(&self, key: &str) -> ScriptResult<Option<Vec<f64>>> {
+        self.map
+            .get(key)
+            .map(|v| floats(v, &format!("{}: option '{key}'", self.context)))
+            .transpose()
+    }
+
+    fn wrong(&self, key: &str, expected: &str, got: &Dynamic) -> Box<rhai::EvalAltResult> {
+        runtime_error(format!(
+            "{}: option '{key}' must be {expected}, got {}",
+            self.context,
+            got.type_name()
+        ))
+    }
+}

@@ -1,0 +1,64 @@
+//! Turning core and libtorch failures into Rhai runtime errors. Rhai fills
+//! in the script position of the failing call, so every message reaches the
+//! user as `FILE:LINE:COL: message`.
+use rhai::{EvalAltResult, Position};
+
+pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
+
+impl From<crate::core::Error> for Box<EvalAltResult> {
+    fn from(err: crate::core::Error) -> Self {
+        match err {
+            // Termination is what Rhai itself uses for on_progress, so an
+            // interrupted native loop looks the same as an interrupted script.
+            crate::core::Error::Interrupted => Box::new(EvalAltResult::ErrorTerminated(
+                "interrupted".into(),
+                Position::NONE,
+            )),
+            other => runtime_error(other.to_string()),
+        }
+    }
+}
+
+/// A plain runtime error; Rhai attaches the call's position.
+pub fn runtime_error(message: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(message.into().into(), Position::NONE))
+}
+
+/// `?`-friendly conversion of tch results.
+pub trait OrScriptError<T> {
+    fn or_script_error(self) -> ScriptResult<T>;
+}
+
+impl<T> OrScriptError<T> for Result<T, tch::TchError> {
+    fn or_script_error(self) -> ScriptResult<T> {
+        self.map_err(|e| crate::core::Error::from(e).into())
+    }
+}
+
+/// Splits an evaluation error into its message and position, so front ends
+/// can print `FILE:LINE:COL: message` (or just the message at the REPL).
+pub fn describe_error(err: &EvalAltResult) -> (String, Position) {
+    // Errors inside functions and modules nest; the innermost one says what
+    // failed, and its position is where the failing call was written.
+    let mut current = err;
+    let mut position = err.position();
+    while let EvalAltResult::ErrorInFunctionCall(_, _, nested, _)
+    | EvalAltResult::ErrorInModule(_, nested, _) = current
+    {
+        current = nested;
+        if !current.position().is_none() {
+            position = current.position();
+        }
+    }
+    let message = match current {
+        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        EvalAltResult::ErrorTerminated(_, _) => "interrupted".to_string(),
+        // Display appends " (line L, position P)"; the caller prints the position itself.
+        other => {
+            let text = other.to_string();
+            let suffix = format!(" ({})", other.position());
+            text.strip_suffix(&suffix).unwrap_or(&text).to_string()
+        }
+    };
+    (message, position)
+}

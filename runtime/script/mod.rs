@@ -1,0 +1,14 @@
+//! The Rhai face of `core`: the engine, the native functions grouped by
+//! domain, and conversions between Rhai values and core types. No maths
+//! lives here; every function forwards to `core` or to tch's `f_*` calls.
+pub mod api;
+pub mod console;
+pub mod convert;
+pub mod display;
+pub mod engine;
+pub mod error;
+pub mod help;
+pub mod stdlib;
+
+pub use engine::{new_engine, EngineOptions};
+pub use error::{describe_error, ScriptResult};

@@ -1,0 +1,75 @@
+//! Shared helpers: evaluating scripts in-process and running the binary.
+#![allow(dead_code)]
+use rhai::Dynamic;
+use saelab::script::{new_engine, EngineOptions};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// Evaluates a script in a fresh engine and returns its value.
+pub fn eval(script: &str) -> Dynamic {
+    let engine = new_engine(EngineOptions::default());
+    match engine.eval::<Dynamic>(script) {
+        Ok(value) => value,
+        Err(err) => panic!("script failed: {err}\n{script}"),
+    }
+}
+
+/// Evaluates a script that must fail; returns the error message with its position.
+pub fn eval_err(script: &str) -> String {
+    let engine = new_engine(EngineOptions::default());
+    match engine.eval::<Dynamic>(script) {
+        Ok(value) => panic!("script succeeded with {value:?} but should fail:\n{script}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+pub fn float(script: &str) -> f64 {
+    let value = eval(script);
+    value
+        .as_float()
+        .or_else(|_| value.as_int().map(|i| i as f64))
+        .unwrap_or_else(|_| panic!("expected a number, got {}", value.type_name()))
+}
+
+pub fn floats(script: &str) -> Vec<f64> {
+    eval(script)
+        .into_typed_array::<f64>()
+        .expect("expected an array of floats")
+}
+
+pub fn saelab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_saelab"))
+}
+
+/// Runs `saelab run` on a script written to a temporary file.
+pub fn run_script(dir: &Path, name: &str, script: &str, args: &[&str]) -> Output {
+    let path = dir.join(name);
+    std::fs::write(&path, script).unwrap();
+    saelab().arg("run").arg(&path).args(args).output().unwrap()
+}
+
+/// Feeds lines to the REPL on stdin and returns (stdout, stderr).
+pub fn repl(input: &str) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = saelab()
+        .env("SAELAB_HISTORY", dir.path().join("history"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn assert_close(actual: &[f64], expected: &[f64], tol: f64) {
+    assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
+    for (a, e) in actual.iter().zip(expected) {
+        assert!((a - e).abs() <= tol, "{actual:?} vs {expected:?}");
+    }
+}

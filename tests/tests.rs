@@ -1,0 +1,8 @@
+//! One integration-test binary (ripgrep's layout); modules are named by
+//! what they pin down.
+mod support;
+
+mod cli;
+mod errors;
+mod repl;
+mod tensors;
