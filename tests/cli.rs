@@ -8,10 +8,26 @@ fn run_passes_set_values_as_variables() {
         dir.path(),
         "vars.rhai",
         "print(`${steps + 1} ${lr * 2.0} ${name} ${flag}`);",
-        &["--set", "steps=41", "--set", "lr=0.25", "--set", "name=relu", "--set", "flag=true"],
+        &[
+            "--set",
+            "steps=41",
+            "--set",
+            "lr=0.25",
+            "--set",
+            "name=relu",
+            "--set",
+            "flag=true",
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42 0.5 relu true");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "42 0.5 relu true"
+    );
 }
 
 #[test]
@@ -26,8 +42,17 @@ fn bad_set_syntax_is_rejected() {
 fn imports_resolve_beside_the_script() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("helpers.rhai"), "fn double(x) { x * 2 }").unwrap();
-    let out = run_script(dir.path(), "main.rhai", "import \"helpers\" as h; print(h::double(21));", &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_script(
+        dir.path(),
+        "main.rhai",
+        "import \"helpers\" as h; print(h::double(21));",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
 }
 
@@ -42,7 +67,12 @@ fn help_describes_the_commands() {
 #[test]
 fn tables_print_aligned() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_script(dir.path(), "t.rhai", "table([#{name: \"a\", loss: 0.5}, #{name: \"bb\", loss: 12.25}]);", &[]);
+    let out = run_script(
+        dir.path(),
+        "t.rhai",
+        "table([#{name: \"a\", loss: 0.5}, #{name: \"bb\", loss: 12.25}]);",
+        &[],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     // Rhai maps keep their keys sorted, so columns come in alphabetical order.
     assert!(text.contains(" loss  name"), "{text}");

@@ -4,7 +4,10 @@ use crate::support::{eval_err, run_script};
 #[test]
 fn shape_mismatch_is_an_error_with_position() {
     let err = eval_err("let a = ones([2, 3]);\nlet b = ones([4, 5]);\na @ b");
-    assert!(err.contains("cannot be multiplied") || err.contains("shape"), "{err}");
+    assert!(
+        err.contains("cannot be multiplied") || err.contains("shape"),
+        "{err}"
+    );
     assert!(err.contains("line 3"), "{err}");
 }
 
@@ -19,7 +22,9 @@ fn out_of_range_index_is_an_error() {
 #[test]
 fn wrong_dtype_is_an_error() {
     assert!(eval_err("ones([2]).to_dtype(\"complex\")").contains("unknown dtype"));
-    assert!(eval_err("arange(4).mean()").to_lowercase().contains("dtype"));
+    assert!(eval_err("arange(4).mean()")
+        .to_lowercase()
+        .contains("dtype"));
     assert!(eval_err("let x = ones([3]); x[x]").contains("bool tensor"));
 }
 
@@ -31,7 +36,9 @@ fn bad_arguments_are_errors() {
     assert!(eval_err("ones([2]).reshape([3])").contains("invalid"));
     assert!(eval_err("ones([2, 2]).backward()").contains("scalar"));
     assert!(eval_err("adam([ones([2])])").contains("requires_grad"));
-    assert!(eval_err("adam([ones([2]).requires_grad()], #{lrr: 1})").contains("unknown option 'lrr'"));
+    assert!(
+        eval_err("adam([ones([2]).requires_grad()], #{lrr: 1})").contains("unknown option 'lrr'")
+    );
     assert!(eval_err("ones([2]).to(\"tpu\")").contains("unknown device"));
 }
 
@@ -40,14 +47,20 @@ fn missing_and_corrupt_files_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.safetensors");
     std::fs::write(&bad, b"garbage").unwrap();
-    assert!(eval_err(&format!("load_tensors(\"{}\")", bad.display())).contains("not a readable safetensors"));
+    assert!(eval_err(&format!("load_tensors(\"{}\")", bad.display()))
+        .contains("not a readable safetensors"));
     assert!(eval_err("load_tensors(\"/nonexistent/x.safetensors\")").contains("no such file"));
 }
 
 #[test]
 fn script_errors_exit_non_zero_with_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_script(dir.path(), "bad.rhai", "let x = ones([2]);\nlet y = x.reshape([5]);\n", &[]);
+    let out = run_script(
+        dir.path(),
+        "bad.rhai",
+        "let x = ones([2]);\nlet y = x.reshape([5]);\n",
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let expected = format!("{}:2:11: ", dir.path().join("bad.rhai").display());
@@ -66,7 +79,10 @@ fn syntax_errors_report_their_position() {
 
 #[test]
 fn missing_script_is_an_error() {
-    let out = crate::support::saelab().args(["run", "/nonexistent/script.rhai"]).output().unwrap();
+    let out = crate::support::saelab()
+        .args(["run", "/nonexistent/script.rhai"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/script.rhai"));
 }

@@ -31,7 +31,10 @@ fn imports_persist_for_later_lines() {
 fn help_lists_topics_and_describes_functions() {
     let (out, _) = repl(":help\n:help topk\n:help nope_nothing\n");
     assert!(out.contains("tensor —"), "{out}");
-    assert!(out.contains("topk(t: Tensor, k: i64)") || out.contains("topk("), "{out}");
+    assert!(
+        out.contains("topk(t: Tensor, k: i64)") || out.contains("topk("),
+        "{out}"
+    );
     assert!(out.contains("The k largest values"), "{out}");
     assert!(out.contains("no function named 'nope_nothing'"), "{out}");
 }

@@ -30,16 +30,26 @@ fn matmul_binds_like_multiplication() {
 fn softmax_rows_sum_to_one() {
     let sums = floats("randn([5, 7]).softmax(1).sum(1).to_array()");
     assert_close(&sums, &[1.0; 5], 1e-6);
-    let log = float("let x = randn([3, 4]); (x.log_softmax(-1).exp() - x.softmax(-1)).abs().max().item()");
+    let log = float(
+        "let x = randn([3, 4]); (x.log_softmax(-1).exp() - x.softmax(-1)).abs().max().item()",
+    );
     assert!(log < 1e-6);
 }
 
 #[test]
 fn topk_returns_largest_values_and_their_indices() {
-    let result = eval("let r = tensor([3.0, 9.0, 1.0, 7.0]).topk(2); [r.values.to_array(), r.indices.to_array()]");
+    let result = eval(
+        "let r = tensor([3.0, 9.0, 1.0, 7.0]).topk(2); [r.values.to_array(), r.indices.to_array()]",
+    );
     let parts = result.into_array().unwrap();
-    assert_eq!(parts[0].clone().into_typed_array::<f64>().unwrap(), vec![9.0, 7.0]);
-    assert_eq!(parts[1].clone().into_typed_array::<i64>().unwrap(), vec![1, 3]);
+    assert_eq!(
+        parts[0].clone().into_typed_array::<f64>().unwrap(),
+        vec![9.0, 7.0]
+    );
+    assert_eq!(
+        parts[1].clone().into_typed_array::<i64>().unwrap(),
+        vec![1, 3]
+    );
 }
 
 #[test]
@@ -52,10 +62,14 @@ fn arithmetic_broadcasts_with_numbers_on_either_side() {
 
 #[test]
 fn comparisons_give_bool_tensors_usable_as_masks() {
-    let result = eval("let x = tensor([-1.0, 2.0, -3.0, 4.0]); let m = x > 0; [m.dtype, x[m].to_array()]");
+    let result =
+        eval("let x = tensor([-1.0, 2.0, -3.0, 4.0]); let m = x > 0; [m.dtype, x[m].to_array()]");
     let parts = result.into_array().unwrap();
     assert_eq!(parts[0].clone().into_string().unwrap(), "bool");
-    assert_eq!(parts[1].clone().into_typed_array::<f64>().unwrap(), vec![2.0, 4.0]);
+    assert_eq!(
+        parts[1].clone().into_typed_array::<f64>().unwrap(),
+        vec![2.0, 4.0]
+    );
 }
 
 #[test]
@@ -63,34 +77,76 @@ fn reductions_over_all_and_over_a_dimension() {
     let x = "let x = tensor([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]]);";
     assert_eq!(float(&format!("{x} x.sum().item()")), 21.0);
     assert_eq!(floats(&format!("{x} x.max(1).to_array()")), vec![5.0, 6.0]);
-    assert_eq!(eval(&format!("{x} x.argmax(1).to_array()")).into_typed_array::<i64>().unwrap(), vec![1, 2]);
-    assert_eq!(floats(&format!("{x} x.mean(0).to_array()")), vec![2.5, 3.5, 4.5]);
-    assert_eq!(eval(&format!("{x} x.sum(1, true).shape")).into_typed_array::<i64>().unwrap(), vec![2, 1]);
-    assert_close(&floats(&format!("{x} x.norm(1).to_array()")), &[35f64.sqrt(), 56f64.sqrt()], 1e-5);
+    assert_eq!(
+        eval(&format!("{x} x.argmax(1).to_array()"))
+            .into_typed_array::<i64>()
+            .unwrap(),
+        vec![1, 2]
+    );
+    assert_eq!(
+        floats(&format!("{x} x.mean(0).to_array()")),
+        vec![2.5, 3.5, 4.5]
+    );
+    assert_eq!(
+        eval(&format!("{x} x.sum(1, true).shape"))
+            .into_typed_array::<i64>()
+            .unwrap(),
+        vec![2, 1]
+    );
+    assert_close(
+        &floats(&format!("{x} x.norm(1).to_array()")),
+        &[35f64.sqrt(), 56f64.sqrt()],
+        1e-5,
+    );
     assert!((float(&format!("{x} x.variance().item()")) - 3.5).abs() < 1e-5);
 }
 
 #[test]
 fn shapes_transform_as_in_torch() {
     let shape = |s: &str| eval(s).into_typed_array::<i64>().unwrap();
-    assert_eq!(shape("zeros([2, 3, 4]).permute([2, 0, 1]).shape"), vec![4, 2, 3]);
+    assert_eq!(
+        shape("zeros([2, 3, 4]).permute([2, 0, 1]).shape"),
+        vec![4, 2, 3]
+    );
     assert_eq!(shape("zeros([2, 3]).t().shape"), vec![3, 2]);
     assert_eq!(shape("zeros([2, 3]).unsqueeze(0).shape"), vec![1, 2, 3]);
     assert_eq!(shape("zeros([1, 3, 1]).squeeze().shape"), vec![3]);
-    assert_eq!(shape("cat([zeros([2, 3]), ones([1, 3])], 0).shape"), vec![3, 3]);
+    assert_eq!(
+        shape("cat([zeros([2, 3]), ones([1, 3])], 0).shape"),
+        vec![3, 3]
+    );
     assert_eq!(shape("stack([zeros([3]), ones([3])], 0).shape"), vec![2, 3]);
     assert_eq!(shape("arange(10).slice(0, 2, 5).shape"), vec![3]);
-    assert_eq!(floats("arange(6).reshape([2, 3]).to_dtype(\"f32\")[-1].to_array()"), vec![3.0, 4.0, 5.0]);
-    assert_eq!(floats("linspace(0, 1, 5).index_select(0, [4, 0]).to_array()"), vec![1.0, 0.0]);
+    assert_eq!(
+        floats("arange(6).reshape([2, 3]).to_dtype(\"f32\")[-1].to_array()"),
+        vec![3.0, 4.0, 5.0]
+    );
+    assert_eq!(
+        floats("linspace(0, 1, 5).index_select(0, [4, 0]).to_array()"),
+        vec![1.0, 0.0]
+    );
 }
 
 #[test]
 fn constructors_and_properties() {
-    assert_eq!(eval("arange(2, 5).to_array()").into_typed_array::<i64>().unwrap(), vec![2, 3, 4]);
-    assert_eq!(floats("linspace(0.0, 1.0, 3).to_array()"), vec![0.0, 0.5, 1.0]);
+    assert_eq!(
+        eval("arange(2, 5).to_array()")
+            .into_typed_array::<i64>()
+            .unwrap(),
+        vec![2, 3, 4]
+    );
+    assert_eq!(
+        floats("linspace(0.0, 1.0, 3).to_array()"),
+        vec![0.0, 0.5, 1.0]
+    );
     assert_eq!(float("eye(3).sum().item()"), 3.0);
     assert_eq!(float("full([2, 2], 0.5).sum().item()"), 2.0);
-    assert_eq!(eval("zeros([2], #{dtype: \"f64\"}).dtype").into_string().unwrap(), "f64");
+    assert_eq!(
+        eval("zeros([2], #{dtype: \"f64\"}).dtype")
+            .into_string()
+            .unwrap(),
+        "f64"
+    );
     assert_eq!(eval("tensor([1, 2]).dtype").into_string().unwrap(), "i64");
     assert_eq!(eval("ones([4, 5]).numel").as_int().unwrap(), 20);
     assert_eq!(eval("ones([1]).device").into_string().unwrap(), "cpu");
@@ -100,7 +156,9 @@ fn constructors_and_properties() {
 
 #[test]
 fn seeds_make_random_tensors_repeat() {
-    let same = float("seed(7); let a = randn([16]); seed(7); let b = randn([16]); (a - b).abs().max().item()");
+    let same = float(
+        "seed(7); let a = randn([16]); seed(7); let b = randn([16]); (a - b).abs().max().item()",
+    );
     assert_eq!(same, 0.0);
 }
 
@@ -146,14 +204,26 @@ fn safetensors_round_trip() {
 
 #[test]
 fn stdlib_modules_import_from_anywhere() {
-    assert_eq!(float("import \"stats\" as stats; stats::median([3, 1, 2])"), 2.0);
-    let cos = float("import \"nn\" as nn; let a = randn([4, 8]); nn::cosine_similarity(a, a).diag_mean()".replace(".diag_mean()", "[0][0].item()").as_str());
+    assert_eq!(
+        float("import \"stats\" as stats; stats::median([3, 1, 2])"),
+        2.0
+    );
+    let cos = float(
+        "import \"nn\" as nn; let a = randn([4, 8]); nn::cosine_similarity(a, a).diag_mean()"
+            .replace(".diag_mean()", "[0][0].item()")
+            .as_str(),
+    );
     assert!((cos - 1.0).abs() < 1e-5);
 }
 
 #[test]
 fn tensors_print_with_shape_dtype_and_device() {
-    let text = eval("tensor([[1.0, 2.0], [3.0, 4.0]]).to_string()").into_string().unwrap();
-    assert!(text.contains("shape=[2, 2], dtype=f32, device=cpu"), "{text}");
+    let text = eval("tensor([[1.0, 2.0], [3.0, 4.0]]).to_string()")
+        .into_string()
+        .unwrap();
+    assert!(
+        text.contains("shape=[2, 2], dtype=f32, device=cpu"),
+        "{text}"
+    );
     assert!(text.starts_with("tensor([[1., 2.],"), "{text}");
 }

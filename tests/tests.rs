@@ -4,5 +4,7 @@ mod support;
 
 mod cli;
 mod errors;
+mod notebook;
+mod plots;
 mod repl;
 mod tensors;

@@ -49,6 +49,8 @@ fn main() -> ExitCode {
     match cli.command {
         None => repl::run_repl(),
         Some(Command::Run { file, set }) => run::run_script(&file, &set),
-        Some(Command::Notebook { file, output, set }) => notebook::run_notebook(&file, output, &set),
+        Some(Command::Notebook { file, output, set }) => {
+            notebook::run_notebook(&file, output, &set)
+        }
     }
 }

@@ -56,13 +56,20 @@ pub fn run_repl() -> ExitCode {
     }));
     let history = history_path();
     let _ = editor.load_history(&history);
-    println!("saelab {} — `:help` lists functions, `:quit` leaves. Ctrl-C interrupts a running command.", env!("CARGO_PKG_VERSION"));
+    println!(
+        "saelab {} — `:help` lists functions, `:quit` leaves. Ctrl-C interrupts a running command.",
+        env!("CARGO_PKG_VERSION")
+    );
     while let Some(input) = read_input(&mut editor) {
         let _ = editor.add_history_entry(input.trim_end());
         if !handle(&mut session, input.trim()) {
             break;
         }
-        *variables.borrow_mut() = session.scope.iter_raw().map(|(name, _, _)| name.to_string()).collect();
+        *variables.borrow_mut() = session
+            .scope
+            .iter_raw()
+            .map(|(name, _, _)| name.to_string())
+            .collect();
     }
     if let Some(parent) = history.parent() {
         let _ = std::fs::create_dir_all(parent);
@@ -178,7 +185,9 @@ fn evaluate(session: &mut Session, text: &str, file: Option<&Path>) {
     }
     let imports = import_statements(&session.engine, text);
     let program = session.imports.merge(&session.functions).merge(&ast);
-    let result = session.engine.eval_ast_with_scope::<Dynamic>(&mut session.scope, &program);
+    let result = session
+        .engine
+        .eval_ast_with_scope::<Dynamic>(&mut session.scope, &program);
     session.functions = session.functions.merge(&ast.clone_functions_only());
     match result {
         Ok(value) => {
@@ -238,7 +247,12 @@ struct ReplHelper {
 impl Completer for ReplHelper {
     type Candidate = Pair;
 
-    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let start = line[..pos]
             .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
             .map_or(0, |i| i + 1);

@@ -30,12 +30,23 @@ pub fn run_script(file: &Path, settings: &[String]) -> ExitCode {
 /// An engine whose imports resolve beside `file`.
 pub fn engine_for(file: &Path) -> Engine {
     new_engine(EngineOptions {
-        script_dir: file.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }.to_path_buf()),
+        script_dir: file.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+            .to_path_buf()
+        }),
     })
 }
 
 /// Compiles and runs a whole file in `scope`.
-pub fn eval_file(engine: &Engine, scope: &mut Scope, file: &Path) -> Result<(), Box<EvalAltResult>> {
+pub fn eval_file(
+    engine: &Engine,
+    scope: &mut Scope,
+    file: &Path,
+) -> Result<(), Box<EvalAltResult>> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         Box::new(EvalAltResult::ErrorSystem(
             format!("cannot read {}", file.display()),
@@ -64,7 +75,10 @@ pub fn apply_settings(scope: &mut Scope, settings: &[String]) -> Result<(), Stri
             .split_once('=')
             .ok_or_else(|| format!("--set expects NAME=VALUE, got '{setting}'"))?;
         let name = name.trim();
-        let valid = name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_alphanumeric() || c == '_');
         if !valid {
             return Err(format!("--set: '{name}' is not a valid variable name"));

@@ -93,7 +93,9 @@ fn check_lr(lr: f64) -> Result<()> {
     if lr.is_finite() && lr >= 0.0 {
         Ok(())
     } else {
-        Err(Error::invalid(format!("learning rate must be a finite number >= 0, got {lr}")))
+        Err(Error::invalid(format!(
+            "learning rate must be a finite number >= 0, got {lr}"
+        )))
     }
 }
 
@@ -133,10 +135,22 @@ mod tests {
     #[test]
     fn adam_minimises_a_quadratic() {
         let x = param(&[3.0, -2.0]);
-        let opt = Optimizer::adam(vec![x.clone()], AdamConfig { lr: 0.1, ..Default::default() }).unwrap();
+        let opt = Optimizer::adam(
+            vec![x.clone()],
+            AdamConfig {
+                lr: 0.1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         for _ in 0..300 {
             opt.zero_grad().unwrap();
-            let loss = x.inner().f_mul(x.inner()).unwrap().f_sum(None::<Kind>).unwrap();
+            let loss = x
+                .inner()
+                .f_mul(x.inner())
+                .unwrap()
+                .f_sum(None::<Kind>)
+                .unwrap();
             loss.f_backward().unwrap();
             opt.step().unwrap();
         }
@@ -146,11 +160,23 @@ mod tests {
     #[test]
     fn clipping_limits_the_joint_norm() {
         let x = param(&[3.0, 4.0]);
-        let loss = x.inner().f_mul(x.inner()).unwrap().f_sum(None::<Kind>).unwrap();
+        let loss = x
+            .inner()
+            .f_mul(x.inner())
+            .unwrap()
+            .f_sum(None::<Kind>)
+            .unwrap();
         loss.f_backward().unwrap();
         let before = clip_grad_norm(&[x.clone()], 1.0).unwrap();
         assert!((before - 10.0).abs() < 1e-4);
-        let after = x.inner().f_grad().unwrap().f_norm().unwrap().f_double_value(&[]).unwrap();
+        let after = x
+            .inner()
+            .f_grad()
+            .unwrap()
+            .f_norm()
+            .unwrap()
+            .f_double_value(&[])
+            .unwrap();
         assert!((after - 1.0).abs() < 1e-4);
     }
 

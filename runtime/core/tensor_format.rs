@@ -21,7 +21,16 @@ pub fn render(t: &Tensor) -> Result<String> {
     let width = cells.iter().map(String::len).max().unwrap_or(0);
     let mut body = String::new();
     let shown_shape = shown.shape();
-    nest(&mut body, &cells, &shown_shape, &shape, summarise, width, 0, 7);
+    nest(
+        &mut body,
+        &cells,
+        &shown_shape,
+        &shape,
+        summarise,
+        width,
+        0,
+        7,
+    );
     let mut out = format!(
         "tensor({body}, shape={shape:?}, dtype={}, device={})",
         kind_name(kind),
@@ -86,7 +95,11 @@ fn nest(
     let separator = if last_dim {
         ", ".to_string()
     } else {
-        format!(",{}{}", "\n".repeat(shown.len() - 1), " ".repeat(indent + depth + 1))
+        format!(
+            ",{}{}",
+            "\n".repeat(shown.len() - 1),
+            " ".repeat(indent + depth + 1)
+        )
     };
     out.push('[');
     for i in 0..count {
@@ -101,14 +114,26 @@ fn nest(
         if last_dim {
             out.push_str(&format!("{:>width$}", part[0]));
         } else {
-            nest(out, part, &shown[1..], &shape[1..], summarise, width, depth + 1, indent);
+            nest(
+                out,
+                part,
+                &shown[1..],
+                &shape[1..],
+                summarise,
+                width,
+                depth + 1,
+                indent,
+            );
         }
     }
     out.push(']');
 }
 
 fn is_float(kind: Kind) -> bool {
-    matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16)
+    matches!(
+        kind,
+        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+    )
 }
 
 /// Formats one value the way torch does: integers plainly, whole floats as
@@ -116,7 +141,11 @@ fn is_float(kind: Kind) -> bool {
 /// magnitudes in the tensor call for it.
 fn number(v: f64, kind: Kind, all: &[f64]) -> String {
     if kind == Kind::Bool {
-        return if v != 0.0 { "true".into() } else { "false".into() };
+        return if v != 0.0 {
+            "true".into()
+        } else {
+            "false".into()
+        };
     }
     if !is_float(kind) {
         return format!("{}", v as i64);

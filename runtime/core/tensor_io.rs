@@ -33,7 +33,10 @@ pub fn load_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
             crate::core::error::torch_message(&e)
         ))
     })?;
-    Ok(tensors.into_iter().map(|(n, t)| (n, Tensor::new(t))).collect())
+    Ok(tensors
+        .into_iter()
+        .map(|(n, t)| (n, Tensor::new(t)))
+        .collect())
 }
 
 /// A sibling path for writing before the rename (same folder, same filesystem).

@@ -74,13 +74,24 @@ pub fn format_table(columns: &[String], rows: &[Vec<String>]) -> String {
         .collect();
     // A column whose every cell is a number is right-aligned, header included.
     let numeric: Vec<bool> = (0..columns.len())
-        .map(|i| !rows.is_empty() && rows.iter().all(|r| r.get(i).is_some_and(|c| c.parse::<f64>().is_ok())))
+        .map(|i| {
+            !rows.is_empty()
+                && rows
+                    .iter()
+                    .all(|r| r.get(i).is_some_and(|c| c.parse::<f64>().is_ok()))
+        })
         .collect();
     let line = |cells: &[String]| -> String {
         let padded: Vec<String> = cells
             .iter()
             .zip(widths.iter().zip(&numeric))
-            .map(|(cell, (&w, &right))| if right { format!("{cell:>w$}") } else { format!("{cell:<w$}") })
+            .map(|(cell, (&w, &right))| {
+                if right {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
             .collect();
         format!("{}\n", padded.join("  ").trim_end())
     };
@@ -101,7 +112,10 @@ mod tests {
     fn tables_align_columns() {
         let text = format_table(
             &["name".into(), "loss".into()],
-            &[vec!["a".into(), "0.5".into()], vec!["long name".into(), "12.25".into()]],
+            &[
+                vec!["a".into(), "0.5".into()],
+                vec!["long name".into(), "12.25".into()],
+            ],
         );
         assert_eq!(
             text,

@@ -28,7 +28,9 @@ pub fn shape(value: &Dynamic) -> ScriptResult<Vec<i64>> {
 
 fn non_negative_dims(dims: Vec<i64>) -> ScriptResult<Vec<i64>> {
     match dims.iter().find(|d| **d < 0) {
-        Some(d) => Err(runtime_error(format!("shape dimensions must be >= 0, got {d}"))),
+        Some(d) => Err(runtime_error(format!(
+            "shape dimensions must be >= 0, got {d}"
+        ))),
         None => Ok(dims),
     }
 }
@@ -37,7 +39,10 @@ fn non_negative_dims(dims: Vec<i64>) -> ScriptResult<Vec<i64>> {
 pub fn int_list(array: &Array, what: &str) -> ScriptResult<Vec<i64>> {
     array
         .iter()
-        .map(|d| d.as_int().map_err(|t| runtime_error(format!("{what} must be integers, got {t}"))))
+        .map(|d| {
+            d.as_int()
+                .map_err(|t| runtime_error(format!("{what} must be integers, got {t}")))
+        })
         .collect()
 }
 
@@ -165,9 +170,12 @@ pub fn floats(value: &Dynamic, what: &str) -> ScriptResult<Vec<f64>> {
             })
             .collect();
     }
-    number(value)
-        .map(|v| vec![v])
-        .ok_or_else(|| runtime_error(format!("{what} must be an array or a tensor, got {}", value.type_name())))
+    number(value).map(|v| vec![v]).ok_or_else(|| {
+        runtime_error(format!(
+            "{what} must be an array or a tensor, got {}",
+            value.type_name()
+        ))
+    })
 }
 
 /// An INT or FLOAT as f64.

@@ -27,8 +27,12 @@ fn format_nested(value: &Dynamic, indent: usize) -> String {
 
 fn holds_tensor(value: &Dynamic) -> bool {
     value.is::<Tensor>()
-        || value.read_lock::<Array>().is_some_and(|a| a.iter().any(holds_tensor))
-        || value.read_lock::<Map>().is_some_and(|m| m.values().any(holds_tensor))
+        || value
+            .read_lock::<Array>()
+            .is_some_and(|a| a.iter().any(holds_tensor))
+        || value
+            .read_lock::<Map>()
+            .is_some_and(|m| m.values().any(holds_tensor))
 }
 
 fn format_array(array: &Array, indent: usize) -> String {
@@ -47,7 +51,9 @@ fn format_array(array: &Array, indent: usize) -> String {
 fn format_map(map: &Map, indent: usize) -> String {
     let entries = map.iter().map(|(k, v)| (k.to_string(), v));
     if !map.values().any(holds_tensor) {
-        let items: Vec<String> = entries.map(|(k, v)| format!("{k}: {}", format_nested(v, indent))).collect();
+        let items: Vec<String> = entries
+            .map(|(k, v)| format!("{k}: {}", format_nested(v, indent)))
+            .collect();
         return format!("#{{{}}}", items.join(", "));
     }
     let pad = " ".repeat(indent + 2);

@@ -39,10 +39,12 @@ pub fn new_engine(options: EngineOptions) -> Engine {
         };
         console::print_line(&format!("[debug] {place}{text}"));
     });
-    engine.on_progress(|_| interrupt::requested().then(|| {
-        interrupt::clear();
-        "interrupted".into()
-    }));
+    engine.on_progress(|_| {
+        interrupt::requested().then(|| {
+            interrupt::clear();
+            "interrupted".into()
+        })
+    });
     engine
 }
 

@@ -21,7 +21,10 @@ impl From<crate::core::Error> for Box<EvalAltResult> {
 
 /// A plain runtime error; Rhai attaches the call's position.
 pub fn runtime_error(message: impl Into<String>) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(message.into().into(), Position::NONE))
+    Box::new(EvalAltResult::ErrorRuntime(
+        message.into().into(),
+        Position::NONE,
+    ))
 }
 
 /// `?`-friendly conversion of tch results.

@@ -28,8 +28,13 @@ impl HelpIndex {
             entries: BTreeMap::new(),
         };
         for topic in api::topics() {
-            index.topics.push((topic.name.to_string(), topic.summary.to_string()));
-            let signatures: Vec<String> = topic.module.gen_fn_signatures_with_mapper(|t| engine.map_type_name(t).into()).collect();
+            index
+                .topics
+                .push((topic.name.to_string(), topic.summary.to_string()));
+            let signatures: Vec<String> = topic
+                .module
+                .gen_fn_signatures_with_mapper(|t| engine.map_type_name(t).into())
+                .collect();
             index.add_native(engine, topic.name, &signatures);
         }
         for (name, source) in stdlib::MODULES {
@@ -54,11 +59,14 @@ impl HelpIndex {
                 continue;
             }
             let display = display_name(&name);
-            let entry = self.entries.entry(display.clone()).or_insert_with(|| HelpEntry {
-                name: display,
-                topic: topic.to_string(),
-                ..Default::default()
-            });
+            let entry = self
+                .entries
+                .entry(display.clone())
+                .or_insert_with(|| HelpEntry {
+                    name: display,
+                    topic: topic.to_string(),
+                    ..Default::default()
+                });
             entry.signatures.push(pretty_signature(&signature));
             if entry.summary.is_empty() {
                 entry.summary = doc;
@@ -67,9 +75,12 @@ impl HelpIndex {
     }
 
     fn add_script_module(&mut self, engine: &Engine, module: &str, source: &str) {
-        let Ok(ast) = engine.compile(source) else { return };
+        let Ok(ast) = engine.compile(source) else {
+            return;
+        };
         let topic = format!("stdlib {module}");
-        self.topics.push((topic.clone(), format!("import \"{module}\" as {module};")));
+        self.topics
+            .push((topic.clone(), format!("import \"{module}\" as {module};")));
         for f in ast.iter_functions() {
             let name = format!("{module}::{}", f.name);
             let signature = format!("{module}::{}({})", f.name, f.params.join(", "));
@@ -125,7 +136,10 @@ impl HelpIndex {
                 if close.is_empty() {
                     format!("no function named '{key}'; `:help` lists them all\n")
                 } else {
-                    format!("no function named '{key}'; did you mean: {}\n", close.join(", "))
+                    format!(
+                        "no function named '{key}'; did you mean: {}\n",
+                        close.join(", ")
+                    )
                 }
             }
         }
@@ -141,7 +155,12 @@ impl HelpIndex {
 fn summary<'a>(comments: impl Iterator<Item = &'a str>) -> String {
     comments
         .flat_map(|c| c.lines())
-        .map(|l| l.trim().trim_start_matches("///").trim_start_matches("//").trim())
+        .map(|l| {
+            l.trim()
+                .trim_start_matches("///")
+                .trim_start_matches("//")
+                .trim()
+        })
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
@@ -149,7 +168,9 @@ fn summary<'a>(comments: impl Iterator<Item = &'a str>) -> String {
 
 fn is_identifier(name: &str) -> bool {
     let name = display_name(name);
-    name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 

@@ -35,7 +35,12 @@ impl Resolver {
         }
     }
 
-    fn shipped(&self, engine: &Engine, name: &str, text: &str) -> Result<SharedModule, Box<EvalAltResult>> {
+    fn shipped(
+        &self,
+        engine: &Engine,
+        name: &str,
+        text: &str,
+    ) -> Result<SharedModule, Box<EvalAltResult>> {
         if let Some(module) = self.compiled.borrow().get(name) {
             return Ok(module.clone());
         }
@@ -44,7 +49,9 @@ impl Resolver {
         let mut module = Module::eval_ast_as_new(Scope::new(), &ast, engine)?;
         module.build_index();
         let module: SharedModule = module.into();
-        self.compiled.borrow_mut().insert(name.to_string(), module.clone());
+        self.compiled
+            .borrow_mut()
+            .insert(name.to_string(), module.clone());
         Ok(module)
     }
 }

@@ -32,13 +32,20 @@ pub fn run_notebook(file: &Path, output: Option<PathBuf>, settings: &[String]) -
     let report = execute(file, &text, &mut scope);
     let html_path = output.unwrap_or_else(|| default_output(file));
     match write_report(&report, &html_path) {
-        Ok(md_path) => eprintln!("report: {} (and {})", html_path.display(), md_path.display()),
+        Ok(md_path) => eprintln!(
+            "report: {} (and {})",
+            html_path.display(),
+            md_path.display()
+        ),
         Err(message) => {
             eprintln!("saelab: {message}");
             return ExitCode::FAILURE;
         }
     }
-    let failed = report.cells.iter().any(|c| matches!(c.status, CellStatus::Failed { .. }));
+    let failed = report
+        .cells
+        .iter()
+        .any(|c| matches!(c.status, CellStatus::Failed { .. }));
     if failed {
         ExitCode::FAILURE
     } else {
@@ -63,8 +70,17 @@ pub fn execute(file: &Path, text: &str, scope: &mut Scope) -> Report {
     let mut reports = Vec::new();
     for cell in cells {
         if cell.kind == CellKind::Markdown || failed {
-            let status = if cell.kind == CellKind::Code { CellStatus::NotRun } else { CellStatus::Ok };
-            reports.push(CellReport { cell, outputs: Vec::new(), status, seconds: 0.0 });
+            let status = if cell.kind == CellKind::Code {
+                CellStatus::NotRun
+            } else {
+                CellStatus::Ok
+            };
+            reports.push(CellReport {
+                cell,
+                outputs: Vec::new(),
+                status,
+                seconds: 0.0,
+            });
             continue;
         }
         code_index += 1;
@@ -84,7 +100,13 @@ pub fn execute(file: &Path, text: &str, scope: &mut Scope) -> Report {
     }
 }
 
-fn run_cell(engine: &Engine, scope: &mut Scope, functions: &mut AST, file: &Path, cell: Cell) -> CellReport {
+fn run_cell(
+    engine: &Engine,
+    scope: &mut Scope,
+    functions: &mut AST,
+    file: &Path,
+    cell: Cell,
+) -> CellReport {
     interrupt::clear();
     console::start_capture();
     let started = Instant::now();
@@ -101,7 +123,12 @@ fn run_cell(engine: &Engine, scope: &mut Scope, functions: &mut AST, file: &Path
             error: located_error(file, &cell, &err),
         },
     };
-    CellReport { cell, outputs, status, seconds: started.elapsed().as_secs_f64() }
+    CellReport {
+        cell,
+        outputs,
+        status,
+        seconds: started.elapsed().as_secs_f64(),
+    }
 }
 
 fn eval_cell(
@@ -121,9 +148,17 @@ fn located_error(file: &Path, cell: &Cell, err: &rhai::EvalAltResult) -> String 
     let (message, position) = describe_error(err);
     match (position.line(), position.position()) {
         (Some(line), Some(col)) => {
-            format!("{}:{}:{col}: {message}", file.display(), line + cell.first_line - 1)
+            format!(
+                "{}:{}:{col}: {message}",
+                file.display(),
+                line + cell.first_line - 1
+            )
         }
-        (Some(line), None) => format!("{}:{}: {message}", file.display(), line + cell.first_line - 1),
+        (Some(line), None) => format!(
+            "{}:{}: {message}",
+            file.display(),
+            line + cell.first_line - 1
+        ),
         _ => format!("{}: {message}", file.display()),
     }
 }
@@ -146,9 +181,11 @@ fn title_of(file: &Path) -> String {
 fn write_report(report: &Report, html_path: &Path) -> Result<PathBuf, String> {
     let html = render::render_html(report).map_err(|e| e.to_string())?;
     if let Some(parent) = html_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
-    std::fs::write(html_path, html).map_err(|e| format!("cannot write {}: {e}", html_path.display()))?;
+    std::fs::write(html_path, html)
+        .map_err(|e| format!("cannot write {}: {e}", html_path.display()))?;
     let md_path = html_path.with_extension("md");
     render::write_markdown(report, &md_path).map_err(|e| e.to_string())?;
     Ok(md_path)

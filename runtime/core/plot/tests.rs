@@ -26,7 +26,12 @@ fn decode_png(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
     let mut decoder = png::Decoder::new(std::io::BufReader::new(File::open(path).unwrap()));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().unwrap();
-    let mut buffer = vec![0; reader.output_buffer_size().expect("PNG too large to decode")];
+    let mut buffer = vec![
+        0;
+        reader
+            .output_buffer_size()
+            .expect("PNG too large to decode")
+    ];
     let frame = reader.next_frame(&mut buffer).unwrap();
     let channels = frame.color_type.samples();
     let pixels = buffer[..frame.buffer_size()]

@@ -1,7 +1,7 @@
 //! Gradients, gradient-free evaluation, optimisers and seeds.
-use rhai::plugin::*;
 use crate::core::Tensor;
 use crate::script::error::{runtime_error, ScriptResult};
+use rhai::plugin::*;
 use rhai::Array;
 
 /// A script-visible optimiser: shared so `opt.step()` works on copies of the handle.
@@ -12,7 +12,10 @@ fn params(list: &Array, what: &str) -> ScriptResult<Vec<Tensor>> {
         .enumerate()
         .map(|(i, v)| {
             v.read_lock::<Tensor>().map(|t| t.clone()).ok_or_else(|| {
-                runtime_error(format!("{what}: parameter {i} is a {}, not a tensor", v.type_name()))
+                runtime_error(format!(
+                    "{what}: parameter {i} is a {}, not a tensor",
+                    v.type_name()
+                ))
             })
         })
         .collect()
@@ -20,7 +23,7 @@ fn params(list: &Array, what: &str) -> ScriptResult<Vec<Tensor>> {
 
 #[export_module]
 pub mod autograd_api {
-    use super::{params};
+    use super::params;
     use crate::core::optim::{self, AdamConfig};
     use crate::script::convert::Options;
     use crate::script::error::{runtime_error, OrScriptError, ScriptResult};
@@ -30,7 +33,6 @@ pub mod autograd_api {
 
     pub type Tensor = crate::core::Tensor;
     pub type Optimizer = super::Optimizer;
-
 
     /// Marks a tensor as a parameter whose gradient `backward()` computes; returns it.
     /// `let w = randn([4, 4]).requires_grad();`
@@ -61,7 +63,11 @@ pub mod autograd_api {
     #[rhai_fn(get = "grad", pure, return_raw)]
     pub fn grad(t: &mut Tensor) -> ScriptResult<Dynamic> {
         let g = t.inner().f_grad().or_script_error()?;
-        Ok(if g.defined() { Dynamic::from(Tensor::new(g)) } else { Dynamic::UNIT })
+        Ok(if g.defined() {
+            Dynamic::from(Tensor::new(g))
+        } else {
+            Dynamic::UNIT
+        })
     }
 
     /// A copy that is cut from the autograd graph. `x.detach()`
@@ -93,7 +99,12 @@ pub mod autograd_api {
         let betas = match o.floats("betas")? {
             None => defaults.betas,
             Some(b) if b.len() == 2 => (b[0], b[1]),
-            Some(b) => return Err(runtime_error(format!("adam: betas must have two values, got {}", b.len()))),
+            Some(b) => {
+                return Err(runtime_error(format!(
+                    "adam: betas must have two values, got {}",
+                    b.len()
+                )))
+            }
         };
         let cfg = AdamConfig {
             lr: o.f64("lr", defaults.lr)?,
@@ -109,7 +120,11 @@ pub mod autograd_api {
     #[rhai_fn(return_raw)]
     pub fn sgd(list: Array, opts: Map) -> ScriptResult<Optimizer> {
         let o = Options::new(&opts, "sgd", &["lr", "momentum"])?;
-        let opt = optim::Optimizer::sgd(params(&list, "sgd")?, o.f64("lr", 1e-2)?, o.f64("momentum", 0.0)?)?;
+        let opt = optim::Optimizer::sgd(
+            params(&list, "sgd")?,
+            o.f64("lr", 1e-2)?,
+            o.f64("momentum", 0.0)?,
+        )?;
         Ok(Rc::new(RefCell::new(opt)))
     }
 
@@ -142,9 +157,14 @@ pub mod autograd_api {
     #[rhai_fn(return_raw)]
     pub fn clip_grad_norm(list: Array, max: FLOAT) -> ScriptResult<FLOAT> {
         if !(max > 0.0) {
-            return Err(runtime_error(format!("clip_grad_norm: max must be > 0, got {max}")));
+            return Err(runtime_error(format!(
+                "clip_grad_norm: max must be > 0, got {max}"
+            )));
         }
-        Ok(optim::clip_grad_norm(&params(&list, "clip_grad_norm")?, max)?)
+        Ok(optim::clip_grad_norm(
+            &params(&list, "clip_grad_norm")?,
+            max,
+        )?)
     }
 
     /// Seeds every random generator so CPU runs repeat exactly. `seed(42)`

@@ -5,14 +5,17 @@ use rhai::Dynamic;
 fn cell(value: &Dynamic) -> String {
     match value.as_float() {
         Ok(f) if f != 0.0 && (f.abs() >= 1e6 || f.abs() < 1e-3) => format!("{f:.4e}"),
-        Ok(f) => format!("{:.4}", f).trim_end_matches('0').trim_end_matches('.').to_string(),
+        Ok(f) => format!("{:.4}", f)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string(),
         Err(_) => value.to_string(),
     }
 }
 
 #[export_module]
 pub mod console_api {
-    use super::{cell};
+    use super::cell;
     use crate::script::console;
     use crate::script::error::{runtime_error, ScriptResult};
     use rhai::{Array, Map};
@@ -40,10 +43,14 @@ pub mod console_api {
         }
         let cells = maps
             .iter()
-            .map(|m| columns.iter().map(|c| m.get(c.as_str()).map(cell).unwrap_or_default()).collect())
+            .map(|m| {
+                columns
+                    .iter()
+                    .map(|c| m.get(c.as_str()).map(cell).unwrap_or_default())
+                    .collect()
+            })
             .collect();
         console::print_table(columns, cells);
         Ok(())
     }
-
 }

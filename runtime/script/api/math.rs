@@ -30,17 +30,72 @@ fn binary_ops() -> Vec<BinaryOp> {
         }
     }
     vec![
-        op("+", |a, b| a.f_add(b), |a, s| a.f_add_scalar(s), |s, b| b.f_add_scalar(s)),
-        op("-", |a, b| a.f_sub(b), |a, s| a.f_sub_scalar(s), |s, b| b.f_rsub_scalar(s)),
-        op("*", |a, b| a.f_mul(b), |a, s| a.f_mul_scalar(s), |s, b| b.f_mul_scalar(s)),
-        op("/", |a, b| a.f_div(b), |a, s| a.f_div_scalar(s), |s, b| b.f_reciprocal()?.f_mul_scalar(s)),
-        op("**", |a, b| a.f_pow(b), |a, s| a.f_pow_tensor_scalar(s), |s, b| tch::Tensor::f_pow_scalar(s, b)),
-        op(">", |a, b| a.f_gt_tensor(b), |a, s| a.f_gt(s), |s, b| b.f_lt(s)),
-        op("<", |a, b| a.f_lt_tensor(b), |a, s| a.f_lt(s), |s, b| b.f_gt(s)),
-        op(">=", |a, b| a.f_ge_tensor(b), |a, s| a.f_ge(s), |s, b| b.f_le(s)),
-        op("<=", |a, b| a.f_le_tensor(b), |a, s| a.f_le(s), |s, b| b.f_ge(s)),
-        op("==", |a, b| a.f_eq_tensor(b), |a, s| a.f_eq(s), |s, b| b.f_eq(s)),
-        op("!=", |a, b| a.f_ne_tensor(b), |a, s| a.f_ne(s), |s, b| b.f_ne(s)),
+        op(
+            "+",
+            |a, b| a.f_add(b),
+            |a, s| a.f_add_scalar(s),
+            |s, b| b.f_add_scalar(s),
+        ),
+        op(
+            "-",
+            |a, b| a.f_sub(b),
+            |a, s| a.f_sub_scalar(s),
+            |s, b| b.f_rsub_scalar(s),
+        ),
+        op(
+            "*",
+            |a, b| a.f_mul(b),
+            |a, s| a.f_mul_scalar(s),
+            |s, b| b.f_mul_scalar(s),
+        ),
+        op(
+            "/",
+            |a, b| a.f_div(b),
+            |a, s| a.f_div_scalar(s),
+            |s, b| b.f_reciprocal()?.f_mul_scalar(s),
+        ),
+        op(
+            "**",
+            |a, b| a.f_pow(b),
+            |a, s| a.f_pow_tensor_scalar(s),
+            |s, b| tch::Tensor::f_pow_scalar(s, b),
+        ),
+        op(
+            ">",
+            |a, b| a.f_gt_tensor(b),
+            |a, s| a.f_gt(s),
+            |s, b| b.f_lt(s),
+        ),
+        op(
+            "<",
+            |a, b| a.f_lt_tensor(b),
+            |a, s| a.f_lt(s),
+            |s, b| b.f_gt(s),
+        ),
+        op(
+            ">=",
+            |a, b| a.f_ge_tensor(b),
+            |a, s| a.f_ge(s),
+            |s, b| b.f_le(s),
+        ),
+        op(
+            "<=",
+            |a, b| a.f_le_tensor(b),
+            |a, s| a.f_le(s),
+            |s, b| b.f_ge(s),
+        ),
+        op(
+            "==",
+            |a, b| a.f_eq_tensor(b),
+            |a, s| a.f_eq(s),
+            |s, b| b.f_eq(s),
+        ),
+        op(
+            "!=",
+            |a, b| a.f_ne_tensor(b),
+            |a, s| a.f_ne(s),
+            |s, b| b.f_ne(s),
+        ),
     ]
 }
 
@@ -54,16 +109,28 @@ pub fn module() -> Module {
     for op in binary_ops() {
         let (tt, ts, st) = (op.tensor_tensor, op.tensor_scalar, op.scalar_tensor);
         let reg = || FuncRegistration::new(op.name);
-        reg().set_into_module(&mut module, move |a: Tensor, b: Tensor| wrap(tt(a.inner(), b.inner())));
-        reg().set_into_module(&mut module, move |a: Tensor, s: FLOAT| wrap(ts(a.inner(), s)));
-        reg().set_into_module(&mut module, move |a: Tensor, s: INT| wrap(ts(a.inner(), s as f64)));
-        reg().set_into_module(&mut module, move |s: FLOAT, b: Tensor| wrap(st(s, b.inner())));
-        reg().set_into_module(&mut module, move |s: INT, b: Tensor| wrap(st(s as f64, b.inner())));
+        reg().set_into_module(&mut module, move |a: Tensor, b: Tensor| {
+            wrap(tt(a.inner(), b.inner()))
+        });
+        reg().set_into_module(&mut module, move |a: Tensor, s: FLOAT| {
+            wrap(ts(a.inner(), s))
+        });
+        reg().set_into_module(&mut module, move |a: Tensor, s: INT| {
+            wrap(ts(a.inner(), s as f64))
+        });
+        reg().set_into_module(&mut module, move |s: FLOAT, b: Tensor| {
+            wrap(st(s, b.inner()))
+        });
+        reg().set_into_module(&mut module, move |s: INT, b: Tensor| {
+            wrap(st(s as f64, b.inner()))
+        });
     }
     FuncRegistration::new("-").set_into_module(&mut module, |a: Tensor| wrap(a.inner().f_neg()));
     FuncRegistration::new("@")
         .with_comments(["/// Matrix product (Python's `@`). `let y = x @ w;`"])
-        .set_into_module(&mut module, |a: Tensor, b: Tensor| wrap(a.inner().f_matmul(b.inner())));
+        .set_into_module(&mut module, |a: Tensor, b: Tensor| {
+            wrap(a.inner().f_matmul(b.inner()))
+        });
     module
 }
 
@@ -178,7 +245,9 @@ pub mod math_api {
     #[rhai_fn(pure, return_raw)]
     pub fn clamp(t: &mut Tensor, min: FLOAT, max: FLOAT) -> ScriptResult<Tensor> {
         if min > max {
-            return Err(runtime_error(format!("clamp: min {min} is greater than max {max}")));
+            return Err(runtime_error(format!(
+                "clamp: min {min} is greater than max {max}"
+            )));
         }
         wrap(t.inner().f_clamp(min, max))
     }
@@ -361,7 +430,10 @@ pub mod math_api {
                 "topk: k = {k} must be between 0 and the last dimension's size {last}"
             )));
         }
-        let (values, indices) = t.inner().f_topk(k, -1, true, true).map_err(crate::core::Error::from)?;
+        let (values, indices) = t
+            .inner()
+            .f_topk(k, -1, true, true)
+            .map_err(crate::core::Error::from)?;
         let mut map = Map::new();
         map.insert("values".into(), Dynamic::from(Tensor::new(values)));
         map.insert("indices".into(), Dynamic::from(Tensor::new(indices)));

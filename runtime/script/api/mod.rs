@@ -21,13 +21,41 @@ pub struct Topic {
 /// Every native module, in the order `:help` shows them.
 pub fn topics() -> Vec<Topic> {
     vec![
-        topic("tensor", "create tensors, inspect them, move them between devices and dtypes", exported_module!(tensor::tensor_api)),
-        topic("math", "operators, elementwise functions and reductions", math::module()),
-        topic("shape", "reshape, transpose, concatenate, slice and index", exported_module!(shape::shape_api)),
-        topic("autograd", "gradients, no_grad, optimisers, seeds", exported_module!(autograd::autograd_api)),
-        topic("plot", "figures saved as PNG or SVG", exported_module!(plot::plot_api)),
-        topic("io", "tensors in safetensors files", exported_module!(io::io_api)),
-        topic("console", "tables and other console output", exported_module!(console::console_api)),
+        topic(
+            "tensor",
+            "create tensors, inspect them, move them between devices and dtypes",
+            exported_module!(tensor::tensor_api),
+        ),
+        topic(
+            "math",
+            "operators, elementwise functions and reductions",
+            math::module(),
+        ),
+        topic(
+            "shape",
+            "reshape, transpose, concatenate, slice and index",
+            exported_module!(shape::shape_api),
+        ),
+        topic(
+            "autograd",
+            "gradients, no_grad, optimisers, seeds",
+            exported_module!(autograd::autograd_api),
+        ),
+        topic(
+            "plot",
+            "figures saved as PNG or SVG",
+            exported_module!(plot::plot_api),
+        ),
+        topic(
+            "io",
+            "tensors in safetensors files",
+            exported_module!(io::io_api),
+        ),
+        topic(
+            "console",
+            "tables and other console output",
+            exported_module!(console::console_api),
+        ),
     ]
 }
 

@@ -11,11 +11,21 @@ use std::rc::Rc;
 pub type Figure = Rc<RefCell<CoreFigure>>;
 
 fn figure_options(map: &Map) -> ScriptResult<FigureOptions> {
-    let o = Options::new(map, "figure", &["title", "x_label", "y_label", "log_x", "log_y", "width", "height"])?;
+    let o = Options::new(
+        map,
+        "figure",
+        &[
+            "title", "x_label", "y_label", "log_x", "log_y", "width", "height",
+        ],
+    )?;
     let defaults = FigureOptions::default();
     let side = |key: &str, default: u32| -> ScriptResult<u32> {
         let value = o.int(key, default as i64)?;
-        u32::try_from(value).map_err(|_| runtime_error(format!("figure: {key} must be a positive number of pixels, got {value}")))
+        u32::try_from(value).map_err(|_| {
+            runtime_error(format!(
+                "figure: {key} must be a positive number of pixels, got {value}"
+            ))
+        })
     };
     Ok(FigureOptions {
         title: o.string("title")?,
@@ -32,7 +42,10 @@ fn style(map: &Map, what: &str, extra: &[&str]) -> ScriptResult<SeriesStyle> {
     let mut known = vec!["label", "color"];
     known.extend_from_slice(extra);
     let o = Options::new(map, what, &known)?;
-    Ok(SeriesStyle { label: o.string("label")?, color: o.string("color")? })
+    Ok(SeriesStyle {
+        label: o.string("label")?,
+        color: o.string("color")?,
+    })
 }
 
 fn labels(array: &Array) -> Vec<String> {
@@ -47,16 +60,23 @@ fn matrix(value: &Dynamic) -> ScriptResult<Vec<Vec<f64>>> {
     if let Some(t) = value.read_lock::<crate::core::Tensor>() {
         let shape = t.shape();
         if shape.len() != 2 {
-            return Err(runtime_error(format!("heatmap: expected a 2-d tensor, got shape {shape:?}")));
+            return Err(runtime_error(format!(
+                "heatmap: expected a 2-d tensor, got shape {shape:?}"
+            )));
         }
         let values = t.to_f64_vec()?;
         let cols = shape[1].max(1) as usize;
         return Ok(values.chunks(cols).map(<[f64]>::to_vec).collect());
     }
     let Some(rows) = value.read_lock::<Array>() else {
-        return Err(runtime_error(format!("heatmap: expected a tensor or an array of rows, got {}", value.type_name())));
+        return Err(runtime_error(format!(
+            "heatmap: expected a tensor or an array of rows, got {}",
+            value.type_name()
+        )));
     };
-    rows.iter().map(|row| convert::floats(row, "heatmap row")).collect()
+    rows.iter()
+        .map(|row| convert::floats(row, "heatmap row"))
+        .collect()
 }
 
 fn added(fig: &Figure, result: Result<(), crate::core::plot::PlotError>) -> ScriptResult<Figure> {
@@ -81,7 +101,9 @@ pub mod plot_api {
     /// A new figure: `figure(#{title, x_label, y_label, log_x, log_y, width, height})`.
     #[rhai_fn(return_raw)]
     pub fn figure(opts: Map) -> ScriptResult<Figure> {
-        Ok(Rc::new(RefCell::new(plot::Figure::new(figure_options(&opts)?))))
+        Ok(Rc::new(RefCell::new(plot::Figure::new(figure_options(
+            &opts,
+        )?))))
     }
 
     /// A new figure with default layout. `let fig = figure();`
@@ -98,8 +120,16 @@ pub mod plot_api {
 
     /// Adds a labelled/coloured line. `fig.line(xs, ys, #{label: "relu", color: "orange"})`
     #[rhai_fn(name = "line", pure, return_raw)]
-    pub fn line_with(fig: &mut Figure, xs: Dynamic, ys: Dynamic, opts: Map) -> ScriptResult<Figure> {
-        let (xs, ys) = (convert::floats(&xs, "line xs")?, convert::floats(&ys, "line ys")?);
+    pub fn line_with(
+        fig: &mut Figure,
+        xs: Dynamic,
+        ys: Dynamic,
+        opts: Map,
+    ) -> ScriptResult<Figure> {
+        let (xs, ys) = (
+            convert::floats(&xs, "line xs")?,
+            convert::floats(&ys, "line ys")?,
+        );
         let result = fig.borrow_mut().line(&xs, &ys, style(&opts, "line", &[])?);
         added(fig, result)
     }
@@ -112,9 +142,19 @@ pub mod plot_api {
 
     /// Adds labelled/coloured points. `fig.scatter(xs, ys, #{label: "runs"})`
     #[rhai_fn(name = "scatter", pure, return_raw)]
-    pub fn scatter_with(fig: &mut Figure, xs: Dynamic, ys: Dynamic, opts: Map) -> ScriptResult<Figure> {
-        let (xs, ys) = (convert::floats(&xs, "scatter xs")?, convert::floats(&ys, "scatter ys")?);
-        let result = fig.borrow_mut().scatter(&xs, &ys, style(&opts, "scatter", &[])?);
+    pub fn scatter_with(
+        fig: &mut Figure,
+        xs: Dynamic,
+        ys: Dynamic,
+        opts: Map,
+    ) -> ScriptResult<Figure> {
+        let (xs, ys) = (
+            convert::floats(&xs, "scatter xs")?,
+            convert::floats(&ys, "scatter ys")?,
+        );
+        let result = fig
+            .borrow_mut()
+            .scatter(&xs, &ys, style(&opts, "scatter", &[])?);
         added(fig, result)
     }
 
@@ -136,7 +176,10 @@ pub mod plot_api {
         if o.has("log_y") {
             fig.borrow_mut().set_log_y(o.bool("log_y", false)?);
         }
-        let s = SeriesStyle { label: o.string("label")?, color: o.string("color")? };
+        let s = SeriesStyle {
+            label: o.string("label")?,
+            color: o.string("color")?,
+        };
         let result = fig.borrow_mut().hist(&values, bins as usize, s);
         added(fig, result)
     }
@@ -149,9 +192,16 @@ pub mod plot_api {
 
     /// Labelled/coloured bars; repeated calls group side by side. `fig.bar(l, v, #{label: "1M"})`
     #[rhai_fn(name = "bar", pure, return_raw)]
-    pub fn bar_with(fig: &mut Figure, names: Array, values: Dynamic, opts: Map) -> ScriptResult<Figure> {
+    pub fn bar_with(
+        fig: &mut Figure,
+        names: Array,
+        values: Dynamic,
+        opts: Map,
+    ) -> ScriptResult<Figure> {
         let values = convert::floats(&values, "bar values")?;
-        let result = fig.borrow_mut().bar(&labels(&names), &values, style(&opts, "bar", &[])?);
+        let result = fig
+            .borrow_mut()
+            .bar(&labels(&names), &values, style(&opts, "bar", &[])?);
         added(fig, result)
     }
 
@@ -219,7 +269,9 @@ pub mod plot_api {
     #[rhai_fn(pure, return_raw)]
     pub fn save(fig: &mut Figure, path: &str) -> ScriptResult<String> {
         let path_buf = PathBuf::from(path);
-        fig.borrow().save(&path_buf).map_err(|e| runtime_error(e.to_string()))?;
+        fig.borrow()
+            .save(&path_buf)
+            .map_err(|e| runtime_error(e.to_string()))?;
         console::record_image(path_buf);
         Ok(path.to_string())
     }
@@ -227,7 +279,10 @@ pub mod plot_api {
     /// One-line plot of ys against xs saved to a file. `plot(steps, losses, "loss.png")`
     #[rhai_fn(return_raw)]
     pub fn plot(xs: Dynamic, ys: Dynamic, path: &str) -> ScriptResult<String> {
-        let (xs, ys) = (convert::floats(&xs, "plot xs")?, convert::floats(&ys, "plot ys")?);
+        let (xs, ys) = (
+            convert::floats(&xs, "plot xs")?,
+            convert::floats(&ys, "plot ys")?,
+        );
         plot::plot(&xs, &ys, Path::new(path)).map_err(|e| runtime_error(e.to_string()))?;
         console::record_image(PathBuf::from(path));
         Ok(path.to_string())
@@ -238,7 +293,11 @@ pub mod plot_api {
     pub fn figure_to_string(fig: &mut Figure) -> String {
         let f = fig.borrow();
         let o = f.options();
-        format!("figure({}, {}x{})", o.title.clone().unwrap_or_default(), o.width, o.height)
+        format!(
+            "figure({}, {}x{})",
+            o.title.clone().unwrap_or_default(),
+            o.width,
+            o.height
+        )
     }
-
 }

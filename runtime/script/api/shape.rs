@@ -1,12 +1,14 @@
 //! Reshaping, joining, slicing and indexing tensors.
-use rhai::plugin::*;
 use crate::core::Tensor;
 use crate::script::error::{runtime_error, OrScriptError, ScriptResult};
+use rhai::plugin::*;
 use rhai::{Array, INT};
 
 fn tensors(list: &Array, what: &str) -> ScriptResult<Vec<tch::Tensor>> {
     if list.is_empty() {
-        return Err(runtime_error(format!("{what}: the list of tensors is empty")));
+        return Err(runtime_error(format!(
+            "{what}: the list of tensors is empty"
+        )));
     }
     list.iter()
         .enumerate()
@@ -43,13 +45,13 @@ pub mod shape_api {
 
     pub type Tensor = crate::core::Tensor;
 
-
-
-
     /// The same values in a new shape (-1 infers one size). `x.reshape([2, -1])`
     #[rhai_fn(pure, return_raw)]
     pub fn reshape(t: &mut Tensor, shape: Array) -> ScriptResult<Tensor> {
-        wrap(t.inner().f_reshape(convert::int_list(&shape, "reshape sizes")?))
+        wrap(
+            t.inner()
+                .f_reshape(convert::int_list(&shape, "reshape sizes")?),
+        )
     }
 
     /// Swaps two dimensions. `x.transpose(0, 1)`
@@ -76,7 +78,10 @@ pub mod shape_api {
     /// Reorders dimensions. `x.permute([2, 0, 1])`
     #[rhai_fn(pure, return_raw)]
     pub fn permute(t: &mut Tensor, dims: Array) -> ScriptResult<Tensor> {
-        wrap(t.inner().f_permute(convert::int_list(&dims, "permute dims")?))
+        wrap(
+            t.inner()
+                .f_permute(convert::int_list(&dims, "permute dims")?),
+        )
     }
 
     /// Inserts a dimension of size 1. `x.unsqueeze(0)`
@@ -145,7 +150,10 @@ pub mod shape_api {
     /// `x[i]`: the i-th slice along the first dimension (negative counts from the end).
     #[rhai_fn(index_get, pure, return_raw)]
     pub fn index(t: &mut Tensor, i: INT) -> ScriptResult<Tensor> {
-        let size = *t.shape().first().ok_or_else(|| runtime_error("cannot index a 0-dim tensor"))?;
+        let size = *t
+            .shape()
+            .first()
+            .ok_or_else(|| runtime_error("cannot index a 0-dim tensor"))?;
         wrap(t.inner().f_select(0, resolve_index(i, size, "x[i]")?))
     }
 
@@ -153,7 +161,9 @@ pub mod shape_api {
     #[rhai_fn(index_get, pure, return_raw)]
     pub fn index_mask(t: &mut Tensor, mask: Tensor) -> ScriptResult<Tensor> {
         if mask.kind()? != tch::Kind::Bool {
-            return Err(runtime_error("x[mask]: the mask must be a bool tensor (e.g. x > 0)"));
+            return Err(runtime_error(
+                "x[mask]: the mask must be a bool tensor (e.g. x > 0)",
+            ));
         }
         wrap(t.inner().f_masked_select(mask.inner()))
     }
@@ -185,5 +195,4 @@ pub mod shape_api {
     pub fn len(t: &mut Tensor) -> INT {
         t.shape().first().copied().unwrap_or(0)
     }
-
 }

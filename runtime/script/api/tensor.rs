@@ -1,10 +1,10 @@
 //! Creating tensors, reading their properties, moving them between devices
 //! and dtypes, and printing them.
-use rhai::plugin::*;
 use crate::core::tensor::{parse_device, parse_kind};
 use crate::core::Tensor;
 use crate::script::convert::Options;
 use crate::script::error::{OrScriptError, ScriptResult};
+use rhai::plugin::*;
 use rhai::Map;
 use tch::{Device, Kind};
 
@@ -38,8 +38,6 @@ pub mod tensor_api {
 
     const CPU_F32: (Kind, Device) = (Kind::Float, Device::Cpu);
 
-
-
     /// A tensor from nested arrays: integers give i64, floats f32, booleans bool.
     /// `tensor([[1.0, 2.0], [3.0, 4.0]])`
     #[rhai_fn(return_raw)]
@@ -56,7 +54,10 @@ pub mod tensor_api {
     /// Zeros with a dtype and device. `zeros([2, 3], #{dtype: "f64", device: "cpu"})`
     #[rhai_fn(name = "zeros", return_raw)]
     pub fn zeros_with(shape: Dynamic, opts: Map) -> ScriptResult<Tensor> {
-        wrap(tch::Tensor::f_zeros(convert::shape(&shape)?, options(&opts, "zeros")?))
+        wrap(tch::Tensor::f_zeros(
+            convert::shape(&shape)?,
+            options(&opts, "zeros")?,
+        ))
     }
 
     /// Ones of the given shape. `ones([4])`
@@ -68,7 +69,10 @@ pub mod tensor_api {
     /// Ones with a dtype and device. `ones([4], #{dtype: "i64"})`
     #[rhai_fn(name = "ones", return_raw)]
     pub fn ones_with(shape: Dynamic, opts: Map) -> ScriptResult<Tensor> {
-        wrap(tch::Tensor::f_ones(convert::shape(&shape)?, options(&opts, "ones")?))
+        wrap(tch::Tensor::f_ones(
+            convert::shape(&shape)?,
+            options(&opts, "ones")?,
+        ))
     }
 
     /// A tensor filled with one value. `full([2, 2], 0.5)`
@@ -80,7 +84,11 @@ pub mod tensor_api {
     /// A tensor filled with one integer value (f32). `full([2, 2], 7)`
     #[rhai_fn(name = "full", return_raw)]
     pub fn full_int(shape: Dynamic, value: INT) -> ScriptResult<Tensor> {
-        wrap(tch::Tensor::f_full(convert::shape(&shape)?, value as f64, CPU_F32))
+        wrap(tch::Tensor::f_full(
+            convert::shape(&shape)?,
+            value as f64,
+            CPU_F32,
+        ))
     }
 
     /// Standard-normal samples (repeatable after `seed(n)`). `randn([128, 64])`
@@ -92,7 +100,10 @@ pub mod tensor_api {
     /// Standard-normal samples with a dtype and device. `randn([8, 8], #{device: device()})`
     #[rhai_fn(name = "randn", return_raw)]
     pub fn randn_with(shape: Dynamic, opts: Map) -> ScriptResult<Tensor> {
-        wrap(tch::Tensor::f_randn(convert::shape(&shape)?, options(&opts, "randn")?))
+        wrap(tch::Tensor::f_randn(
+            convert::shape(&shape)?,
+            options(&opts, "randn")?,
+        ))
     }
 
     /// Uniform samples in [0, 1). `rand([3])`
@@ -104,7 +115,10 @@ pub mod tensor_api {
     /// Uniform samples with a dtype and device. `rand([3], #{dtype: "f64"})`
     #[rhai_fn(name = "rand", return_raw)]
     pub fn rand_with(shape: Dynamic, opts: Map) -> ScriptResult<Tensor> {
-        wrap(tch::Tensor::f_rand(convert::shape(&shape)?, options(&opts, "rand")?))
+        wrap(tch::Tensor::f_rand(
+            convert::shape(&shape)?,
+            options(&opts, "rand")?,
+        ))
     }
 
     /// The integers 0..n as an i64 tensor. `arange(5)`
@@ -116,14 +130,20 @@ pub mod tensor_api {
     /// The integers a..b as an i64 tensor. `arange(2, 6)`
     #[rhai_fn(name = "arange", return_raw)]
     pub fn arange_range(start: INT, end: INT) -> ScriptResult<Tensor> {
-        wrap(tch::Tensor::f_arange_start(start, end, (Kind::Int64, Device::Cpu)))
+        wrap(tch::Tensor::f_arange_start(
+            start,
+            end,
+            (Kind::Int64, Device::Cpu),
+        ))
     }
 
     /// `n` evenly spaced values from `a` to `b` inclusive. `linspace(0.0, 1.0, 5)`
     #[rhai_fn(return_raw)]
     pub fn linspace(start: FLOAT, end: FLOAT, steps: INT) -> ScriptResult<Tensor> {
         if steps < 0 {
-            return Err(runtime_error(format!("linspace: steps must be >= 0, got {steps}")));
+            return Err(runtime_error(format!(
+                "linspace: steps must be >= 0, got {steps}"
+            )));
         }
         wrap(tch::Tensor::f_linspace(start, end, steps, CPU_F32))
     }

@@ -1,0 +1,127 @@
+//! `saelab notebook`: cells run in one engine, the report holds every
+//! output and inlined figure, a failing cell is named and stops the rest.
+use crate::support::saelab;
+use std::path::Path;
+
+fn render(notebook: &Path, out: &Path, args: &[&str]) -> std::process::Output {
+    saelab()
+        .arg("notebook")
+        .arg(notebook)
+        .arg("-o")
+        .arg(out)
+        .args(args)
+        .current_dir(out.parent().unwrap())
+        .output()
+        .unwrap()
+}
+
+fn quickstart() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("notebooks/quickstart.rhai")
+}
+
+#[test]
+fn quickstart_report_holds_every_output_and_inlined_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let html_path = dir.path().join("report.html");
+    let out = render(&quickstart(), &html_path, &["--set", "steps=40"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    for expected in [
+        "shape=[2, 2], dtype=f32, device=cpu",  // printed tensor
+        "<table",                               // table() output
+        "gradient of sum(w*w) equals 2w: true", // print inside a cell
+        "mean max cosine similarity",           // state carried across cells
+        "data:image/png;base64,",               // the saved figure, inlined
+    ] {
+        assert!(html.contains(expected), "report lacks {expected:?}");
+    }
+    assert!(
+        !html.contains("src=\"http"),
+        "report must not load from the network"
+    );
+    let markdown = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(markdown.contains("```rhai"));
+    assert!(dir.path().join("report_files").read_dir().unwrap().count() >= 1);
+}
+
+#[test]
+fn a_failing_cell_is_named_and_later_cells_do_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let notebook = dir.path().join("broken.rhai");
+    std::fs::write(
+        &notebook,
+        "// %% Good\nlet x = ones([2]);\nprint(\"first ok\");\n// %% Bad\nlet y = x.reshape([3]);\n// %% Never\nprint(\"never printed\");\n",
+    )
+    .unwrap();
+    let html_path = dir.path().join("broken.html");
+    let out = render(&notebook, &html_path, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("first ok"));
+    assert!(
+        html.contains("Cell 2 failed"),
+        "report must name the failed cell"
+    );
+    assert!(
+        html.contains("broken.rhai:5:11"),
+        "error must point at the notebook's line"
+    );
+    assert!(html.contains("not run"));
+    assert!(!html.contains("never printed</pre>"));
+}
+
+#[test]
+fn notebooks_also_run_as_plain_scripts() {
+    let out = saelab()
+        .arg("run")
+        .arg(quickstart())
+        .args(["--set", "steps=10"])
+        .current_dir(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Opens the report in a real headless Chromium (installed by the helper
+/// script when missing) and checks it renders without console errors.
+#[test]
+fn report_renders_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let html_path = dir.path().join("report.html");
+    let out = render(&quickstart(), &html_path, &["--set", "steps=20"]);
+    assert!(out.status.success());
+    let shot = dir.path().join("shot.png");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chromium_check.sh");
+    let check = std::process::Command::new("bash")
+        .arg(script)
+        .arg(&html_path)
+        .arg(&shot)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "chromium check failed: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut pixels).unwrap();
+    let bytes = &pixels[..frame.buffer_size()];
+    let distinct: std::collections::HashSet<&[u8]> =
+        bytes.chunks(frame.color_type.samples()).collect();
+    assert!(
+        distinct.len() > 50,
+        "screenshot looks blank ({} colours)",
+        distinct.len()
+    );
+}
