@@ -7,4 +7,5 @@ mod errors;
 mod notebook;
 mod plots;
 mod repl;
+mod scaling;
 mod tensors;

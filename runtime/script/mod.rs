@@ -4,6 +4,7 @@
 pub mod api;
 pub mod console;
 pub mod convert;
+pub mod csv_rows;
 pub mod display;
 pub mod engine;
 pub mod error;

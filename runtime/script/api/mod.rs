@@ -8,6 +8,7 @@ pub mod console;
 pub mod io;
 pub mod math;
 pub mod plot;
+pub mod scaling;
 pub mod shape;
 pub mod tensor;
 
@@ -45,6 +46,11 @@ pub fn topics() -> Vec<Topic> {
             "plot",
             "figures saved as PNG or SVG",
             exported_module!(plot::plot_api),
+        ),
+        topic(
+            "scaling",
+            "power-law fits, the compute-optimal frontier, CSV files of runs",
+            exported_module!(scaling::scaling_api),
         ),
         topic(
             "io",

@@ -1,0 +1,89 @@
+//! Arrays of maps as CSV files: the format sweeps and reports exchange.
+use crate::core::tensor_io::staging_path;
+use crate::script::error::{runtime_error, ScriptResult};
+use rhai::{Array, Dynamic, Map};
+use std::path::Path;
+
+/// Reads a CSV with a header; cells that parse as integers or floats become numbers.
+pub fn read(path: &str) -> ScriptResult<Array> {
+    let mut reader = csv::Reader::from_path(path)
+        .map_err(|e| runtime_error(format!("cannot read {path}: {e}")))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| runtime_error(format!("{path}: {e}")))?
+        .clone();
+    let mut rows = Array::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| runtime_error(format!("{path}: row {}: {e}", i + 2)))?;
+        let map: Map = headers
+            .iter()
+            .zip(record.iter())
+            .map(|(k, v)| (k.into(), cell(v)))
+            .collect();
+        rows.push(map.into());
+    }
+    Ok(rows)
+}
+
+fn cell(text: &str) -> Dynamic {
+    if let Ok(i) = text.parse::<rhai::INT>() {
+        Dynamic::from(i)
+    } else if let Ok(f) = text.parse::<rhai::FLOAT>() {
+        Dynamic::from(f)
+    } else if let Ok(b) = text.parse::<bool>() {
+        Dynamic::from(b)
+    } else {
+        Dynamic::from(text.to_string())
+    }
+}
+
+/// Writes rows (maps) with the union of their keys as the header; written
+/// to a temporary file and renamed, so a crash never leaves half a CSV.
+pub fn write(path: &str, rows: &Array) -> ScriptResult<()> {
+    let maps = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.read_lock::<Map>().map(|m| m.clone()).ok_or_else(|| {
+                runtime_error(format!(
+                    "write_csv: row {i} is a {}, not a map",
+                    r.type_name()
+                ))
+            })
+        })
+        .collect::<ScriptResult<Vec<Map>>>()?;
+    let mut columns: Vec<String> = Vec::new();
+    for map in &maps {
+        for key in map.keys() {
+            if !columns.iter().any(|c| c == key.as_str()) {
+                columns.push(key.to_string());
+            }
+        }
+    }
+    let target = Path::new(path);
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| runtime_error(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let staging = staging_path(target);
+    let fail = |e: csv::Error| runtime_error(format!("cannot write {path}: {e}"));
+    let mut writer = csv::Writer::from_path(&staging).map_err(fail)?;
+    writer.write_record(&columns).map_err(fail)?;
+    for map in &maps {
+        let record: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                map.get(c.as_str())
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        writer.write_record(&record).map_err(fail)?;
+    }
+    writer
+        .flush()
+        .map_err(|e| runtime_error(format!("cannot write {path}: {e}")))?;
+    drop(writer);
+    std::fs::rename(&staging, target)
+        .map_err(|e| runtime_error(format!("cannot write {path}: {e}")))
+}

@@ -1,0 +1,86 @@
+//! Scaling-law fits from scripts recover known parameters; CSV round-trips.
+use crate::support::{eval, eval_err, float};
+
+/// Synthetic loss curves L = a·C^−0.25 (+ 0.5) with 1% multiplicative noise
+/// (hence the log-space fit, which weighs every point alike).
+const DATA: &str = "
+    seed(1);
+    let xs = []; let ys = []; let ys_offset = [];
+    for i in 0..40 {
+        let x = 10.0 ** (2.0 + i * 0.15);
+        let noise = 1.0 + 0.01 * randn([1]).item();
+        xs.push(x);
+        ys.push(3.0 * x ** -0.25 * noise);
+        ys_offset.push((30.0 * x ** -0.25 + 0.5) * noise);
+    }";
+
+#[test]
+fn power_law_fits_recover_known_exponents() {
+    let b = float(&format!("{DATA} fit_power_law(xs, ys).b"));
+    assert!((b - 0.25).abs() / 0.25 < 0.02, "b = {b}");
+    let fit = eval(&format!(
+        "{DATA} fit_power_law(xs, ys_offset, #{{offset: true, log_space: true, bootstrap: 50}})"
+    ))
+    .cast::<rhai::Map>();
+    let c = fit["c"].as_float().unwrap();
+    let b = fit["b"].as_float().unwrap();
+    assert!((c - 0.5).abs() / 0.5 < 0.05, "c = {c}");
+    assert!((b - 0.25).abs() / 0.25 < 0.02, "b = {b}");
+    assert!(fit.contains_key("bootstrap") && fit.contains_key("r2"));
+}
+
+#[test]
+fn closures_and_named_models_fit() {
+    let p = eval(&format!(
+        "{DATA} fit(|x, p| p[0] * x ** (-p[1]), xs, ys, [1.0, 0.1]).params"
+    ))
+    .into_typed_array::<f64>()
+    .unwrap();
+    assert!((p[1] - 0.25).abs() < 0.01, "{p:?}");
+    let named = float("fit(\"linear\", [1, 2, 3, 4], [3.0, 5.0, 7.0, 9.0], [1.0, 0.0]).params[0]");
+    assert!((named - 2.0).abs() < 1e-6);
+}
+
+#[test]
+fn frontier_picks_the_lowest_loss_run_per_budget() {
+    let result = eval(
+        "let runs = [];
+         for c in [1e9, 1e10, 1e11] {
+             for f in [256, 1024, 4096, 16384] {
+                 let s = c / (6.0 * 576 * f);
+                 runs.push(#{n_features: f, steps: s, compute: c, loss: 0.5 + 40.0 * f ** -0.5 + 300.0 * s ** -0.5});
+             }
+         }
+         let front = compute_frontier(runs);
+         [front.runs.len(), front.features.exponent, front.steps.exponent]",
+    )
+    .into_array()
+    .unwrap();
+    assert_eq!(result[0].as_int().unwrap(), 3);
+    assert!(result[1].as_float().unwrap().is_finite());
+}
+
+#[test]
+fn fits_reject_bad_data_clearly() {
+    assert!(eval_err("fit_power_law([1, 2, 3], [1.0, -2.0, 3.0])").contains("positive"));
+    assert!(eval_err("fit_power_law([1.0], [1.0])")
+        .to_lowercase()
+        .contains("point"));
+    let mismatch = eval_err("fit_power_law([1, 2], [1.0])");
+    assert!(
+        mismatch.contains("2") && mismatch.contains("1"),
+        "{mismatch}"
+    );
+    assert!(eval_err("fit(\"quartic\", [1, 2, 3], [1, 2, 3], [1.0])").contains("quartic"));
+}
+
+#[test]
+fn csv_files_round_trip_arrays_of_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs/sweep.csv").display().to_string();
+    let loss = float(&format!(
+        "write_csv(\"{path}\", [#{{n_features: 256, loss: 0.5}}, #{{n_features: 512, loss: 0.25}}]);
+         let rows = read_csv(\"{path}\"); rows[1].loss + rows[1].n_features"
+    ));
+    assert_eq!(loss, 512.25);
+}
