@@ -47,3 +47,45 @@ fn load_runs_a_file_into_the_session() {
     let (out, _) = repl(&format!(":load {}\ntriple(loaded)\n", file.display()));
     assert!(out.contains("15"), "{out}");
 }
+
+/// Ctrl-C (SIGINT) during a long evaluation stops it and the session goes on
+/// with its variables. The signal is re-sent until the loop is seen to stop,
+/// so a slow start cannot make the test hang or flake.
+#[test]
+fn ctrl_c_interrupts_a_running_evaluation_and_keeps_the_session() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = crate::support::saelab()
+        .env("SAELAB_HISTORY", dir.path().join("history"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"let kept = 7;\nlet i = 0; while true { i += 1; }\nkept * 6\n:quit\n")
+        .unwrap();
+    drop(stdin);
+    // The banner is printed after the SIGINT handler is installed; before
+    // that, a signal would simply kill the process.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut banner).unwrap();
+    let pid = child.id().to_string();
+    for _ in 0..60 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let _ = std::process::Command::new("kill").args(["-INT", &pid]).status();
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let stdout = format!("{banner}{rest}");
+    assert!(status.success(), "REPL died: {stdout}");
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    assert!(stdout.contains("42"), "variables must survive the interrupt: {stdout}");
+}
