@@ -58,7 +58,7 @@ fn measure(case: &Case) -> (f64, f64) {
         let start = Instant::now();
         for _ in 0..n {
             let c = a.f_add(&b).expect("add");
-            std::hint::black_box(c);
+            let _ = std::hint::black_box(c);
         }
         start.elapsed().as_secs_f64()
     });
@@ -79,7 +79,7 @@ fn measure(case: &Case) -> (f64, f64) {
             let value: Dynamic = engine
                 .eval_ast_with_scope(&mut scope, ast)
                 .expect("benchmark runs");
-            std::hint::black_box(value);
+            let _ = std::hint::black_box(value);
             start.elapsed().as_secs_f64()
         })
     };

@@ -167,7 +167,7 @@ mod tests {
             .f_sum(None::<Kind>)
             .unwrap();
         loss.f_backward().unwrap();
-        let before = clip_grad_norm(&[x.clone()], 1.0).unwrap();
+        let before = clip_grad_norm(std::slice::from_ref(&x), 1.0).unwrap();
         assert!((before - 10.0).abs() < 1e-4);
         let after = x
             .inner()

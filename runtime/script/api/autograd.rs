@@ -156,7 +156,7 @@ pub mod autograd_api {
     /// `clip_grad_norm([w, b], 1.0)`
     #[rhai_fn(return_raw)]
     pub fn clip_grad_norm(list: Array, max: FLOAT) -> ScriptResult<FLOAT> {
-        if !(max > 0.0) {
+        if max.is_nan() || max <= 0.0 {
             return Err(runtime_error(format!(
                 "clip_grad_norm: max must be > 0, got {max}"
             )));

@@ -58,7 +58,7 @@ fn binary_ops() -> Vec<BinaryOp> {
             "**",
             |a, b| a.f_pow(b),
             |a, s| a.f_pow_tensor_scalar(s),
-            |s, b| tch::Tensor::f_pow_scalar(s, b),
+            tch::Tensor::f_pow_scalar,
         ),
         op(
             ">",
