@@ -79,7 +79,9 @@ fn ctrl_c_interrupts_a_running_evaluation_and_keeps_the_session() {
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        let _ = std::process::Command::new("kill").args(["-INT", &pid]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status();
     }
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
@@ -87,5 +89,8 @@ fn ctrl_c_interrupts_a_running_evaluation_and_keeps_the_session() {
     let stdout = format!("{banner}{rest}");
     assert!(status.success(), "REPL died: {stdout}");
     assert!(stdout.contains("interrupted"), "{stdout}");
-    assert!(stdout.contains("42"), "variables must survive the interrupt: {stdout}");
+    assert!(
+        stdout.contains("42"),
+        "variables must survive the interrupt: {stdout}"
+    );
 }

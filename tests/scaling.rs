@@ -84,3 +84,32 @@ fn csv_files_round_trip_arrays_of_maps() {
     ));
     assert_eq!(loss, 512.25);
 }
+
+#[test]
+fn an_interrupted_sweep_resumes_without_repeating_finished_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("sweep.csv").display().to_string();
+    let grid = "#{n_features: [256, 512], steps: [10, 100]}";
+    // The third run fails, as a killed process would stop the sweep there.
+    let err = eval_err(&format!(
+        "let calls = 0;
+         sweep({grid}, |run| {{ if run.n_features == 512 && run.steps == 10 {{ throw \"killed\"; }} #{{loss: 1.0 / run.steps}} }}, \"{csv}\")"
+    ));
+    assert!(err.contains("killed"), "{err}");
+    let rows = eval(&format!("read_csv(\"{csv}\").len()"))
+        .as_int()
+        .unwrap();
+    assert_eq!(rows, 2, "the two finished runs are on disk");
+    let again = eval(&format!(
+        "let ran = [];
+         let runs = sweep({grid}, |run| {{ ran.push(run.n_features * 1000 + run.steps); #{{loss: 1.0 / run.steps}} }}, \"{csv}\");
+         [runs.len(), ran.len(), read_csv(\"{csv}\").len()]"
+    ))
+    .into_typed_array::<i64>()
+    .unwrap();
+    assert_eq!(
+        again,
+        vec![4, 2, 4],
+        "only the two unfinished runs run again"
+    );
+}

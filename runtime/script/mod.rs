@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod help;
 pub mod stdlib;
+pub mod sweep;
 
 pub use engine::{new_engine, EngineOptions};
 pub use error::{describe_error, ScriptResult};

@@ -223,6 +223,19 @@ pub mod scaling_api {
         training_flops(d_in, n_features, tokens, "relu", 0)
     }
 
+    /// Runs a closure for every point of a grid, appending one CSV row per
+    /// finished run; a re-run skips runs already in the CSV (resume after a kill).
+    /// `sweep(#{n_features: [256, 1024], steps: [100, 1000]}, |run| train_one(run), "runs/sweep.csv")`
+    #[rhai_fn(return_raw)]
+    pub fn sweep(ctx: NativeCallContext, grid: Map, run: FnPtr, csv: &str) -> ScriptResult<Array> {
+        crate::script::sweep::run_sweep(&grid, csv, |point| {
+            let result: Dynamic = run.call_within_context(&ctx, (Dynamic::from(point.clone()),))?;
+            result
+                .try_cast::<Map>()
+                .ok_or_else(|| runtime_error("sweep: the run closure must return a map of results"))
+        })
+    }
+
     /// Reads a CSV file with a header row into an array of maps (numbers parsed).
     #[rhai_fn(return_raw)]
     pub fn read_csv(path: &str) -> ScriptResult<Array> {
