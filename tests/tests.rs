@@ -4,5 +4,6 @@ mod support;
 
 mod cli;
 mod errors;
+mod model;
 mod repl;
 mod tensors;

@@ -7,6 +7,7 @@ pub mod autograd;
 pub mod console;
 pub mod io;
 pub mod math;
+pub mod model;
 pub mod plot;
 pub mod shape;
 pub mod tensor;
@@ -25,6 +26,7 @@ pub fn topics() -> Vec<Topic> {
         topic("math", "operators, elementwise functions and reductions", math::module()),
         topic("shape", "reshape, transpose, concatenate, slice and index", exported_module!(shape::shape_api)),
         topic("autograd", "gradients, no_grad, optimisers, seeds", exported_module!(autograd::autograd_api)),
+        topic("model", "load a language model, tokenize, run it, read activations, generate", exported_module!(model::model_api)),
         topic("plot", "figures saved as PNG or SVG", exported_module!(plot::plot_api)),
         topic("io", "tensors in safetensors files", exported_module!(io::io_api)),
         topic("console", "tables and other console output", exported_module!(console::console_api)),
