@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod errors;
+mod model;
 mod notebook;
 mod plots;
 mod repl;

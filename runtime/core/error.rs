@@ -16,6 +16,12 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A model file that cannot be read (truncated, corrupt, unsupported type).
+    #[error("{0}")]
+    Gguf(#[from] crate::core::model::GgufError),
+    /// A tokenizer that cannot be built from a model's metadata, or bad ids.
+    #[error("{0}")]
+    Tokenizer(#[from] crate::core::model::TokenizerError),
     /// A long computation stopped by Ctrl-C.
     #[error("interrupted")]
     Interrupted,

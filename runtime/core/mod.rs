@@ -1,7 +1,8 @@
 //! The science of saelab, usable as a plain Rust library: tensors, I/O,
-//! optimisers, progress reporting. Nothing in here knows about Rhai.
+//! optimisers, progress reporting, language models. Nothing in here knows about Rhai.
 pub mod error;
 pub mod interrupt;
+pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod progress;

@@ -7,6 +7,7 @@ pub mod autograd;
 pub mod console;
 pub mod io;
 pub mod math;
+pub mod model;
 pub mod plot;
 pub mod scaling;
 pub mod shape;
@@ -41,6 +42,11 @@ pub fn topics() -> Vec<Topic> {
             "autograd",
             "gradients, no_grad, optimisers, seeds",
             exported_module!(autograd::autograd_api),
+        ),
+        topic(
+            "model",
+            "load a language model, tokenize, run it, read activations, generate",
+            exported_module!(model::model_api),
         ),
         topic(
             "plot",

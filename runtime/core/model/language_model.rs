@@ -1,0 +1,213 @@
+//! A language model ready for text: llama weights and the tokenizer, both
+//! read from one GGUF file. This is what scripts hold as `Model`.
+use crate::core::model::generate::{chat_prompt, generate_ids, GenerateOptions};
+use crate::core::model::gguf::GgufFile;
+use crate::core::model::hooks::{Hooks, Site};
+use crate::core::model::llama::{Batch, Forward, Llama, Logits, Padding};
+use crate::core::model::tokenizer::Tokenizer;
+use crate::core::{Error, Result};
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+/// The model `setup/fetch-model.sh` puts in the cache.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The per-user cache that the set-up scripts fill: `$SAELAB_CACHE`, else
+/// `$XDG_CACHE_HOME/saelab`, else `~/.cache/saelab` (as in `setup/*.sh`).
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SAELAB_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("saelab")
+}
+
+/// Where `load_model()` looks when given no path.
+pub fn default_model_path() -> PathBuf {
+    cache_dir().join("models").join(DEFAULT_MODEL_FILE)
+}
+
+/// Llama weights plus the tokenizer they were trained with.
+pub struct Model {
+    pub llama: Llama,
+    pub tokenizer: Tokenizer,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// `general.name` from the metadata, or the file name.
+    pub name: String,
+    /// Ids that end a generation (EOS and the end-of-turn tokens in the vocabulary).
+    stop_ids: Vec<u32>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("config", &self.llama.config)
+            .finish()
+    }
+}
+
+impl Model {
+    /// Loads a llama-architecture GGUF onto `device` (weights in f32).
+    pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            let hint = if path == default_model_path() {
+                " (run setup/fetch-model.sh or `make setup` to fetch it)"
+            } else {
+                ""
+            };
+            return Err(Error::invalid(format!(
+                "no model file at {}{hint}",
+                path.display()
+            )));
+        }
+        let gguf = GgufFile::open(path)?;
+        let llama = Llama::load(&gguf, device)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        if tokenizer.vocab_size() > llama.config.vocab_size {
+            return Err(Error::invalid(format!(
+                "the tokenizer has {} tokens but the model only {} embeddings",
+                tokenizer.vocab_size(),
+                llama.config.vocab_size
+            )));
+        }
+        let name = gguf
+            .get_str("general.name")
+            .map(str::to_string)
+            .unwrap_or_else(|_| {
+                path.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            });
+        let stop_ids = stop_ids(&tokenizer);
+        Ok(Model {
+            llama,
+            tokenizer,
+            path: path.to_path_buf(),
+            name,
+            stop_ids,
+        })
+    }
+
+    /// The default model from the cache.
+    pub fn load_default(device: Device) -> Result<Self> {
+        Self::load(default_model_path(), device)
+    }
+
+    pub fn n_layers(&self) -> usize {
+        self.llama.config.n_layers
+    }
+
+    pub fn d_model(&self) -> usize {
+        self.llama.config.d_model
+    }
+
+    /// Token ids of `text`, with BOS first only when the file's
+    /// `tokenizer.ggml.add_bos_token` says so (as llama.cpp and transformers do).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .tokenizer
+            .encode(text, self.tokenizer.add_bos_token())?)
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        Ok(self.tokenizer.decode(ids)?)
+    }
+
+    /// Token ids of a text the model will run on: as `encode`, but never empty.
+    fn tokens_to_run(&self, text: &str) -> Result<Vec<u32>> {
+        let ids = self.encode(text)?;
+        if ids.is_empty() {
+            return Err(Error::invalid(
+                "the text is empty: there are no tokens to run the model on",
+            ));
+        }
+        Ok(ids)
+    }
+
+    /// Runs token sequences of any lengths as one right-padded batch.
+    pub fn run(&self, sequences: &[Vec<u32>], hooks: &Hooks, logits: Logits) -> Result<Forward> {
+        let pad = self
+            .tokenizer
+            .pad_id()
+            .or(self.tokenizer.eos_id())
+            .unwrap_or(0);
+        let batch = Batch::pad(sequences, pad, Padding::Right)?;
+        self.llama.forward(&batch, hooks, logits, None)
+    }
+
+    /// Logits `[T, vocab]` for every position of `text`.
+    pub fn logits(&self, text: &str) -> Result<Tensor> {
+        let out = self.run(&[self.tokens_to_run(text)?], &Hooks::default(), Logits::All)?;
+        let logits = out
+            .logits
+            .ok_or_else(|| Error::invalid("the model returned no logits"))?;
+        Ok(logits.f_squeeze_dim(0)?)
+    }
+
+    /// The activation at `site` for every position of `text`: `[T, width]`.
+    /// The forward stops at the deepest layer needed.
+    pub fn activations(&self, text: &str, site: Site) -> Result<Tensor> {
+        let hooks = Hooks::reading(&[site]);
+        let mut out = self.run(&[self.tokens_to_run(text)?], &hooks, Logits::Skip)?;
+        let activation = out
+            .activations
+            .pop()
+            .ok_or_else(|| Error::invalid(format!("{site} was not read")))?;
+        Ok(activation.f_squeeze_dim(0)?)
+    }
+
+    /// The prompt as the model will see it: wrapped in its chat template when `chat`.
+    pub fn prompt_text(&self, prompt: &str, chat: bool) -> Result<String> {
+        if !chat {
+            return Ok(prompt.to_string());
+        }
+        let spelled =
+            |id: Option<u32>| id.and_then(|id| self.tokenizer.token_str(id)).unwrap_or("");
+        chat_prompt(
+            self.tokenizer.chat_template(),
+            prompt,
+            spelled(self.tokenizer.bos_id()),
+            spelled(self.tokenizer.eos_id()),
+        )
+    }
+
+    /// Continues `prompt` and returns only the new text.
+    pub fn generate(
+        &self,
+        prompt: &str,
+        options: &GenerateOptions,
+        hooks: &Hooks,
+    ) -> Result<String> {
+        let text = self.prompt_text(prompt, options.chat)?;
+        let ids = self.tokens_to_run(&text)?;
+        let generated = generate_ids(&self.llama, &ids, options, &self.stop_ids, hooks)?;
+        self.decode(&generated)
+    }
+}
+
+/// EOS, plus the end-of-turn / end-of-text tokens an instruct model may emit
+/// instead (llama.cpp's "end of generation" set does the same).
+fn stop_ids(tokenizer: &Tokenizer) -> Vec<u32> {
+    let mut ids: Vec<u32> = tokenizer.eos_id().into_iter().collect();
+    for token in [
+        "<|endoftext|>",
+        "<|im_end|>",
+        "<|eot_id|>",
+        "<|end_of_text|>",
+        "<end_of_turn>",
+    ] {
+        if let Some(id) = tokenizer.token_id(token) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
