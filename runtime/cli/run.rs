@@ -1,5 +1,6 @@
 //! `saelab run FILE [--set name=value ...]`.
-use rhai::{Dynamic, Engine, EvalAltResult, Scope};
+use rhai::{Engine, EvalAltResult, Scope};
+use saelab::script::convert::parse_scalar;
 use saelab::script::{describe_error, new_engine, EngineOptions};
 use std::path::Path;
 use std::process::ExitCode;
@@ -83,19 +84,7 @@ pub fn apply_settings(scope: &mut Scope, settings: &[String]) -> Result<(), Stri
         if !valid {
             return Err(format!("--set: '{name}' is not a valid variable name"));
         }
-        scope.push_dynamic(name.to_string(), parse_setting(value));
+        scope.push_dynamic(name.to_string(), parse_scalar(value));
     }
     Ok(())
-}
-
-fn parse_setting(value: &str) -> Dynamic {
-    if let Ok(i) = value.parse::<rhai::INT>() {
-        Dynamic::from(i)
-    } else if let Ok(f) = value.parse::<rhai::FLOAT>() {
-        Dynamic::from(f)
-    } else if let Ok(b) = value.parse::<bool>() {
-        Dynamic::from(b)
-    } else {
-        Dynamic::from(value.to_string())
-    }
 }

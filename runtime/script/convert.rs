@@ -256,3 +256,40 @@ impl<'a> Options<'a> {
         ))
     }
 }
+
+/// An array of maps (rows of a table or CSV), or an error naming the bad row.
+pub fn rows_of_maps(rows: &Array, what: &str) -> ScriptResult<Vec<Map>> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.read_lock::<Map>().map(|m| m.clone()).ok_or_else(|| {
+                runtime_error(format!("{what}: row {i} is a {}, not a map", r.type_name()))
+            })
+        })
+        .collect()
+}
+
+/// The union of the rows' keys, in the order first seen.
+pub fn columns_of(rows: &[Map]) -> Vec<String> {
+    let mut columns: Vec<String> = Vec::new();
+    for key in rows.iter().flat_map(|m| m.keys()) {
+        if !columns.iter().any(|c| c == key.as_str()) {
+            columns.push(key.to_string());
+        }
+    }
+    columns
+}
+
+/// Text from outside (a CSV cell, `--set name=value`) as the value it spells:
+/// an integer, a float, a boolean, or else the text itself.
+pub fn parse_scalar(text: &str) -> Dynamic {
+    if let Ok(i) = text.parse::<INT>() {
+        Dynamic::from(i)
+    } else if let Ok(f) = text.parse::<FLOAT>() {
+        Dynamic::from(f)
+    } else if let Ok(b) = text.parse::<bool>() {
+        Dynamic::from(b)
+    } else {
+        Dynamic::from(text.to_string())
+    }
+}

@@ -1,7 +1,8 @@
 //! Arrays of maps as CSV files: the format sweeps and reports exchange.
 use crate::core::tensor_io::staging_path;
+use crate::script::convert::{columns_of, parse_scalar, rows_of_maps};
 use crate::script::error::{runtime_error, ScriptResult};
-use rhai::{Array, Dynamic, Map};
+use rhai::{Array, Map};
 use std::path::Path;
 
 /// Reads a CSV with a header; cells that parse as integers or floats become numbers.
@@ -18,48 +19,18 @@ pub fn read(path: &str) -> ScriptResult<Array> {
         let map: Map = headers
             .iter()
             .zip(record.iter())
-            .map(|(k, v)| (k.into(), cell(v)))
+            .map(|(k, v)| (k.into(), parse_scalar(v)))
             .collect();
         rows.push(map.into());
     }
     Ok(rows)
 }
 
-fn cell(text: &str) -> Dynamic {
-    if let Ok(i) = text.parse::<rhai::INT>() {
-        Dynamic::from(i)
-    } else if let Ok(f) = text.parse::<rhai::FLOAT>() {
-        Dynamic::from(f)
-    } else if let Ok(b) = text.parse::<bool>() {
-        Dynamic::from(b)
-    } else {
-        Dynamic::from(text.to_string())
-    }
-}
-
 /// Writes rows (maps) with the union of their keys as the header; written
 /// to a temporary file and renamed, so a crash never leaves half a CSV.
 pub fn write(path: &str, rows: &Array) -> ScriptResult<()> {
-    let maps = rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.read_lock::<Map>().map(|m| m.clone()).ok_or_else(|| {
-                runtime_error(format!(
-                    "write_csv: row {i} is a {}, not a map",
-                    r.type_name()
-                ))
-            })
-        })
-        .collect::<ScriptResult<Vec<Map>>>()?;
-    let mut columns: Vec<String> = Vec::new();
-    for map in &maps {
-        for key in map.keys() {
-            if !columns.iter().any(|c| c == key.as_str()) {
-                columns.push(key.to_string());
-            }
-        }
-    }
+    let maps = rows_of_maps(rows, "write_csv")?;
+    let columns = columns_of(&maps);
     let target = Path::new(path);
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)

@@ -17,30 +17,16 @@ fn cell(value: &Dynamic) -> String {
 pub mod console_api {
     use super::cell;
     use crate::script::console;
-    use crate::script::error::{runtime_error, ScriptResult};
-    use rhai::{Array, Map};
+    use crate::script::convert;
+    use crate::script::error::ScriptResult;
+    use rhai::Array;
 
     /// Prints an array of maps as an aligned table (columns in key order, as Rhai maps keep them).
     /// `table([#{f: 1, l0: 12.5}, #{f: 2, l0: 9.0}])`
     #[rhai_fn(return_raw)]
     pub fn table(rows: Array) -> ScriptResult<()> {
-        let maps = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                r.read_lock::<Map>().map(|m| m.clone()).ok_or_else(|| {
-                    runtime_error(format!("table: row {i} is a {}, not a map", r.type_name()))
-                })
-            })
-            .collect::<ScriptResult<Vec<Map>>>()?;
-        let mut columns: Vec<String> = Vec::new();
-        for map in &maps {
-            for key in map.keys() {
-                if !columns.iter().any(|c| c == key.as_str()) {
-                    columns.push(key.to_string());
-                }
-            }
-        }
+        let maps = convert::rows_of_maps(&rows, "table")?;
+        let columns = convert::columns_of(&maps);
         let cells = maps
             .iter()
             .map(|m| {
