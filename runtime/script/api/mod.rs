@@ -3,6 +3,7 @@
 use rhai::plugin::*;
 use rhai::{Module, Shared};
 
+pub mod activations;
 pub mod autograd;
 pub mod console;
 pub mod io;
@@ -27,6 +28,7 @@ pub fn topics() -> Vec<Topic> {
         topic("shape", "reshape, transpose, concatenate, slice and index", exported_module!(shape::shape_api)),
         topic("autograd", "gradients, no_grad, optimisers, seeds", exported_module!(autograd::autograd_api)),
         topic("model", "load a language model, tokenize, run it, read activations, generate", exported_module!(model::model_api)),
+        topic("activations", "corpora, harvesting activations to disk, stores and shuffled batches, perplexity", exported_module!(activations::activations_api)),
         topic("plot", "figures saved as PNG or SVG", exported_module!(plot::plot_api)),
         topic("io", "tensors in safetensors files", exported_module!(io::io_api)),
         topic("console", "tables and other console output", exported_module!(console::console_api)),
