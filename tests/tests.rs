@@ -2,6 +2,7 @@
 //! what they pin down.
 mod support;
 
+mod activations;
 mod cli;
 mod errors;
 mod model;

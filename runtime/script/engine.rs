@@ -23,6 +23,8 @@ pub fn new_engine(options: EngineOptions) -> Engine {
     engine.register_type_with_name::<api::autograd::Optimizer>("Optimizer");
     engine.register_type_with_name::<api::plot::Figure>("Figure");
     engine.register_type_with_name::<api::model::ScriptModel>("Model");
+    engine.register_type_with_name::<api::activations::ScriptCorpus>("Corpus");
+    engine.register_type_with_name::<api::activations::ScriptStore>("Store");
     for topic in api::topics() {
         engine.register_global_module(topic.module);
     }

@@ -1,5 +1,6 @@
 //! A language model ready for text: llama weights and the tokenizer, both
 //! read from one GGUF file. This is what scripts hold as `Model`.
+use crate::core::corpus::Window;
 use crate::core::model::generate::{chat_prompt, generate_ids, GenerateOptions};
 use crate::core::model::gguf::GgufFile;
 use crate::core::model::hooks::{Hooks, Site};
@@ -190,6 +191,61 @@ impl Model {
         let generated = generate_ids(&self.llama, &ids, options, &self.stop_ids, hooks)?;
         self.decode(&generated)
     }
+}
+
+/// Perplexity: exp of the mean next-token cross-entropy over windows
+/// (every real token after the first of its window is predicted), stopping
+/// after `max_tokens` predictions.
+pub fn perplexity(
+    model: &Model,
+    windows: impl Iterator<Item = Result<Window>>,
+    max_tokens: usize,
+    batch_size: usize,
+) -> Result<Perplexity> {
+    let mut windows = windows;
+    let (mut nll, mut predicted) = (0.0f64, 0usize);
+    while predicted < max_tokens {
+        crate::core::interrupt::check()?;
+        let batch = windows
+            .by_ref()
+            .take(batch_size.max(1))
+            .collect::<Result<Vec<Window>>>()?;
+        if batch.is_empty() {
+            break;
+        }
+        let sequences: Vec<Vec<u32>> = batch.iter().map(|w| w.tokens.clone()).collect();
+        let out = model.run(&sequences, &Hooks::default(), Logits::All)?;
+        let logits = out
+            .logits
+            .ok_or_else(|| Error::invalid("the model returned no logits"))?;
+        let log_probs = logits.f_log_softmax(-1, tch::Kind::Float)?;
+        for (b, window) in batch.iter().enumerate() {
+            let n = (window.tokens.len() - 1).min(max_tokens - predicted);
+            let targets: Vec<i64> = window.tokens[1..=n].iter().map(|&id| id as i64).collect();
+            let rows = log_probs.f_get(b as i64)?.f_narrow(0, 0, n as i64)?;
+            let picked =
+                rows.f_gather(1, &Tensor::f_from_slice(&targets)?.f_unsqueeze(1)?, false)?;
+            nll -= picked.f_sum(tch::Kind::Double)?.f_double_value(&[])?;
+            predicted += n;
+        }
+    }
+    if predicted == 0 {
+        return Err(Error::invalid(
+            "perplexity: the corpus gave no tokens to predict",
+        ));
+    }
+    Ok(Perplexity {
+        perplexity: (nll / predicted as f64).exp(),
+        tokens: predicted,
+    })
+}
+
+/// The result of [`perplexity`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Perplexity {
+    pub perplexity: f64,
+    /// Tokens predicted.
+    pub tokens: usize,
 }
 
 /// EOS, plus the end-of-turn / end-of-text tokens an instruct model may emit

@@ -12,6 +12,6 @@ pub mod tokenizer;
 pub use generate::GenerateOptions;
 pub use gguf::{GgufError, GgufFile};
 pub use hooks::{Edit, HookPoint, Hooks, Site};
-pub use language_model::{cache_dir, default_model_path, Model};
+pub use language_model::{cache_dir, default_model_path, perplexity, Model, Perplexity};
 pub use llama::{Batch, Config, Forward, KvCache, Llama, Logits, Padding};
 pub use tokenizer::{Tokenizer, TokenizerError};

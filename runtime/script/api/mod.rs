@@ -3,6 +3,7 @@
 use rhai::plugin::*;
 use rhai::{Module, Shared};
 
+pub mod activations;
 pub mod autograd;
 pub mod console;
 pub mod io;
@@ -47,6 +48,11 @@ pub fn topics() -> Vec<Topic> {
             "model",
             "load a language model, tokenize, run it, read activations, generate",
             exported_module!(model::model_api),
+        ),
+        topic(
+            "activations",
+            "corpora, harvesting activations to disk, stores and shuffled batches, perplexity",
+            exported_module!(activations::activations_api),
         ),
         topic(
             "plot",

@@ -1,0 +1,10 @@
+//! Activations on disk: harvesting them from a model over a corpus into
+//! sharded `.npy` files with a manifest, and reading them back
+//! memory-mapped as shuffled training batches.
+pub mod harvest;
+pub mod npy;
+pub mod store;
+
+pub use harvest::{harvest, HarvestOptions};
+pub use npy::Dtype;
+pub use store::{Manifest, RowInfo, Store};
