@@ -5,4 +5,5 @@ mod support;
 mod cli;
 mod errors;
 mod repl;
+mod sae;
 mod tensors;

@@ -22,6 +22,7 @@ pub fn new_engine(options: EngineOptions) -> Engine {
     engine.register_type_with_name::<crate::core::Tensor>("Tensor");
     engine.register_type_with_name::<api::autograd::Optimizer>("Optimizer");
     engine.register_type_with_name::<api::plot::Figure>("Figure");
+    engine.register_type_with_name::<api::sae::Sae>("Sae");
     for topic in api::topics() {
         engine.register_global_module(topic.module);
     }

@@ -8,6 +8,7 @@ pub mod console;
 pub mod io;
 pub mod math;
 pub mod plot;
+pub mod sae;
 pub mod shape;
 pub mod tensor;
 
@@ -26,6 +27,7 @@ pub fn topics() -> Vec<Topic> {
         topic("shape", "reshape, transpose, concatenate, slice and index", exported_module!(shape::shape_api)),
         topic("autograd", "gradients, no_grad, optimisers, seeds", exported_module!(autograd::autograd_api)),
         topic("plot", "figures saved as PNG or SVG", exported_module!(plot::plot_api)),
+        topic("sae", "sparse autoencoders: build, train, evaluate, save and load", exported_module!(sae::sae_api)),
         topic("io", "tensors in safetensors files", exported_module!(io::io_api)),
         topic("console", "tables and other console output", exported_module!(console::console_api)),
     ]
