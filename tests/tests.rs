@@ -9,5 +9,6 @@ mod model;
 mod notebook;
 mod plots;
 mod repl;
+mod sae;
 mod scaling;
 mod tensors;

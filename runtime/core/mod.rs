@@ -9,6 +9,7 @@ pub mod optim;
 pub mod plot;
 pub mod progress;
 pub mod rng;
+pub mod sae;
 pub mod scaling;
 pub mod tensor;
 pub mod tensor_format;

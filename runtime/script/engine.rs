@@ -25,6 +25,7 @@ pub fn new_engine(options: EngineOptions) -> Engine {
     engine.register_type_with_name::<api::model::ScriptModel>("Model");
     engine.register_type_with_name::<api::activations::ScriptCorpus>("Corpus");
     engine.register_type_with_name::<api::activations::ScriptStore>("Store");
+    engine.register_type_with_name::<api::sae::Sae>("Sae");
     for topic in api::topics() {
         engine.register_global_module(topic.module);
     }

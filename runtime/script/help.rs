@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default)]
 pub struct HelpEntry {
     pub name: String,
-    pub topic: String,
+    /// Topics defining the name (`decode` is both a model and an SAE method).
+    pub topics: Vec<String>,
     pub signatures: Vec<String>,
     pub summary: String,
 }
@@ -64,12 +65,23 @@ impl HelpIndex {
                 .entry(display.clone())
                 .or_insert_with(|| HelpEntry {
                     name: display,
-                    topic: topic.to_string(),
                     ..Default::default()
                 });
             entry.signatures.push(pretty_signature(&signature));
-            if entry.summary.is_empty() {
-                entry.summary = doc;
+            if !entry.topics.iter().any(|t| t == topic) {
+                entry.topics.push(topic.to_string());
+                // One description per topic: the same name can mean different things.
+                let line = if entry.summary.is_empty() {
+                    doc
+                } else {
+                    format!("{topic}: {doc}")
+                };
+                entry.summary = [entry.summary.as_str(), line.as_str()]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("\n");
             }
         }
     }
@@ -88,7 +100,7 @@ impl HelpIndex {
                 name.clone(),
                 HelpEntry {
                     name,
-                    topic: topic.clone(),
+                    topics: vec![topic.clone()],
                     signatures: vec![signature],
                     summary: summary(f.comments.iter().copied()),
                 },
@@ -103,7 +115,7 @@ impl HelpIndex {
             let names: Vec<&str> = self
                 .entries
                 .values()
-                .filter(|e| &e.topic == topic)
+                .filter(|e| e.topics.contains(topic))
                 .map(|e| e.name.as_str())
                 .collect();
             out.push_str(&format!("\n{topic} — {about}\n  {}\n", names.join(", ")));
@@ -122,7 +134,11 @@ impl HelpIndex {
                 for s in &entry.signatures {
                     out.push_str(&format!("  {s}\n"));
                 }
-                out.push_str(&format!("{}\n(topic: {})\n", entry.summary, entry.topic));
+                out.push_str(&format!(
+                    "{}\n(topic: {})\n",
+                    entry.summary,
+                    entry.topics.join(", ")
+                ));
                 out
             }
             None => {

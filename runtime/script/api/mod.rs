@@ -10,6 +10,7 @@ pub mod io;
 pub mod math;
 pub mod model;
 pub mod plot;
+pub mod sae;
 pub mod scaling;
 pub mod shape;
 pub mod tensor;
@@ -63,6 +64,11 @@ pub fn topics() -> Vec<Topic> {
             "scaling",
             "power-law fits, the compute-optimal frontier, CSV files of runs",
             exported_module!(scaling::scaling_api),
+        ),
+        topic(
+            "sae",
+            "sparse autoencoders: build, train, evaluate, save and load",
+            exported_module!(sae::sae_api),
         ),
         topic(
             "io",

@@ -1,0 +1,113 @@
+//! Feature activations as architectures produce them — dense, or as the k
+//! active features of each token — and the decoder that turns either back
+//! into activations.
+use super::Weights;
+use crate::core::Result;
+use tch::Kind;
+
+/// Feature activations, dense or as the k active ones per token.
+pub enum Codes {
+    /// f, [batch, n_features].
+    Dense(tch::Tensor),
+    /// The active features of each token: `values` and `indices`, both [batch, k].
+    Sparse {
+        values: tch::Tensor,
+        indices: tch::Tensor,
+        n_features: i64,
+    },
+}
+
+impl Codes {
+    /// f as a dense [batch, n_features] tensor.
+    pub fn to_dense(&self) -> Result<tch::Tensor> {
+        match self {
+            Codes::Dense(f) => Ok(f.shallow_clone()),
+            Codes::Sparse {
+                values,
+                indices,
+                n_features,
+            } => {
+                let batch = values.size()[0];
+                let dense = tch::Tensor::f_zeros(
+                    [batch, *n_features],
+                    (values.f_kind()?, values.device()),
+                )?;
+                Ok(dense.f_scatter(1, indices, values)?)
+            }
+        }
+    }
+
+    /// Mean number of active features per token (L0).
+    pub fn l0(&self) -> Result<tch::Tensor> {
+        let active = match self {
+            Codes::Dense(f) => f.f_gt(0.0)?,
+            Codes::Sparse { values, .. } => values.f_gt(0.0)?,
+        };
+        Ok(active
+            .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
+            .f_mean(Kind::Float)?)
+    }
+
+    /// How often each feature fired in this batch, [n_features] (f32 counts).
+    pub fn firing_counts(&self) -> Result<tch::Tensor> {
+        let _guard = tch::no_grad_guard();
+        match self {
+            Codes::Dense(f) => {
+                Ok(f.f_gt(0.0)?
+                    .f_sum_dim_intlist([0i64].as_slice(), false, Kind::Float)?)
+            }
+            Codes::Sparse {
+                values,
+                indices,
+                n_features,
+            } => {
+                let fired = values.f_gt(0.0)?.f_totype(Kind::Float)?.f_reshape([-1])?;
+                let counts = tch::Tensor::f_zeros([*n_features], (Kind::Float, values.device()))?;
+                Ok(counts.f_index_add(0, &indices.f_reshape([-1])?, &fired)?)
+            }
+        }
+    }
+
+    /// x̂ = f·W_dec + b_dec. Sparse codes decode by summing only the k active
+    /// decoder rows (an embedding bag), never building the dense f — the
+    /// decoder's forward and backward cost O(batch·k·d_in) instead of
+    /// O(batch·n_features·d_in).
+    pub fn decode(&self, w: &Weights) -> Result<tch::Tensor> {
+        match self {
+            Codes::Dense(f) => Ok(w.b_dec.inner().f_addmm(f, w.w_dec.inner())?),
+            Codes::Sparse {
+                values, indices, ..
+            } => {
+                let (batch, k) = (values.size()[0], values.size()[1]);
+                let offsets = tch::Tensor::f_arange_start_step(
+                    0,
+                    batch * k,
+                    k.max(1),
+                    (Kind::Int64, values.device()),
+                )?;
+                let (sum, _, _, _) = tch::Tensor::f_embedding_bag(
+                    w.w_dec.inner(),
+                    &indices.f_reshape([-1])?,
+                    &offsets,
+                    false,
+                    0, // mode "sum": per-sample weights are the activations
+                    false,
+                    Some(values.f_reshape([-1])?),
+                    false,
+                )?;
+                Ok(sum.f_add(w.b_dec.inner())?)
+            }
+        }
+    }
+}
+
+/// What an encoder returns: the codes plus what auxiliary losses need.
+pub struct Encoded {
+    pub codes: Codes,
+    /// Pre-activations [batch, n_features], detached, when the architecture
+    /// computed them densely (AuxK picks dead features from them).
+    pub pre_activations: Option<tch::Tensor>,
+    /// The encoder's input (x, or x − b_dec), kept for recomputing selected
+    /// pre-activations with gradients.
+    pub input: tch::Tensor,
+}

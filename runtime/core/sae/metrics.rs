@@ -1,0 +1,342 @@
+//! How an SAE is measured: loss and its parts, L0, fraction of variance
+//! explained, dead features over a window of tokens, the feature-density
+//! histogram (log10 firing frequency), and — given a model — the CE loss
+//! recovered when the SAE's reconstruction replaces the activations.
+use super::{ActivationSource, Forward, LossOptions, Sae};
+use crate::core::{interrupt, Error, Result};
+use tch::Kind;
+
+/// 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖² over a batch (x̄: the batch mean).
+pub fn explained_variance(x: &tch::Tensor, x_hat: &tch::Tensor) -> Result<f64> {
+    let _guard = tch::no_grad_guard();
+    let residual = x
+        .f_sub(x_hat)?
+        .f_square()?
+        .f_sum(Kind::Double)?
+        .f_double_value(&[])?;
+    let centred = x.f_sub(&x.f_mean_dim([0i64].as_slice(), true, None::<Kind>)?)?;
+    let total = centred
+        .f_square()?
+        .f_sum(Kind::Double)?
+        .f_double_value(&[])?;
+    Ok(if total > 0.0 {
+        1.0 - residual / total
+    } else {
+        f64::NAN
+    })
+}
+
+/// Measurements of one training step, read back from the device once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepMetrics {
+    pub loss: f64,
+    pub mse: f64,
+    pub penalty: f64,
+    pub aux: f64,
+    pub l0: f64,
+    pub explained_variance: f64,
+}
+
+impl StepMetrics {
+    pub fn of(x: &tch::Tensor, out: &Forward) -> Result<Self> {
+        let _guard = tch::no_grad_guard();
+        Ok(StepMetrics {
+            loss: out.loss.f_double_value(&[])?,
+            mse: out.mse.f_double_value(&[])?,
+            penalty: out.penalty.f_double_value(&[])?,
+            aux: out.aux.f_double_value(&[])?,
+            l0: out.codes.l0()?.f_double_value(&[])?,
+            explained_variance: explained_variance(x, &out.x_hat)?,
+        })
+    }
+}
+
+/// Bins of the density histogram: log10 firing frequency from −8 to 0.
+pub const DENSITY_BINS: usize = 40;
+pub const DENSITY_LOG10_MIN: f64 = -8.0;
+
+/// The result of [`evaluate`]. Loss, MSE and penalty are in the paper's
+/// normalised units — as if the evaluated activations had been scaled so
+/// that E‖x‖² = d_in — so they compare with the training history whatever
+/// the scale of the raw activations; `mse_raw` is in the units given.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub tokens: u64,
+    pub loss: f64,
+    pub mse: f64,
+    pub mse_raw: f64,
+    pub penalty: f64,
+    pub l0: f64,
+    pub explained_variance: f64,
+    /// Features that never fired over the evaluated tokens.
+    pub dead_fraction: f64,
+    /// Firing frequency of each feature over the evaluated tokens.
+    pub density: Vec<f64>,
+    /// Counts per bin of log10(density) over live features; bin i covers
+    /// [−8 + i·0.2, −8 + (i+1)·0.2). Dead features are not counted.
+    pub density_histogram: Vec<u64>,
+    /// The scale s = √(d_in / E‖x‖²) of the evaluated activations.
+    pub input_scale: f64,
+}
+
+/// Running sums over batches, in f64 on the host.
+#[derive(Default)]
+struct Sums {
+    tokens: u64,
+    squared_error: f64,
+    penalty: f64,
+    active: f64,
+    squared_norm: f64,
+    sum: Vec<f64>,
+    fired: Option<tch::Tensor>,
+}
+
+/// Reads `tokens` activations (or the whole source, when it says how many it
+/// holds and `tokens` is 0) in batches and measures the SAE on them.
+pub fn evaluate(
+    sae: &Sae,
+    source: &mut dyn ActivationSource,
+    tokens: u64,
+    batch_size: i64,
+) -> Result<Evaluation> {
+    if source.dim() != sae.cfg.d_in {
+        return Err(Error::invalid(format!(
+            "the activations have width {} but the SAE's d_in is {}",
+            source.dim(),
+            sae.cfg.d_in
+        )));
+    }
+    let tokens = match (tokens, source.tokens_per_pass()) {
+        (0, Some(len)) => len,
+        (0, None) => return Err(Error::invalid("evaluate: say how many tokens to read")),
+        (n, _) => n,
+    };
+    let _guard = tch::no_grad_guard();
+    let mut sums = Sums {
+        sum: vec![0.0; sae.cfg.d_in as usize],
+        ..Default::default()
+    };
+    while sums.tokens < tokens {
+        interrupt::check()?;
+        let n = (tokens - sums.tokens).min(batch_size.max(1) as u64) as i64;
+        let x = source.next_batch(n)?.f_to(sae.cfg.device)?;
+        let out = sae.forward(&x, &LossOptions::default())?;
+        accumulate(&mut sums, &x, &out)?;
+    }
+    finish(sae, sums)
+}
+
+fn accumulate(sums: &mut Sums, x: &tch::Tensor, out: &Forward) -> Result<()> {
+    let n = x.size()[0] as f64;
+    sums.tokens += x.size()[0] as u64;
+    sums.squared_error += out.mse.f_double_value(&[])? * n;
+    sums.penalty += out.penalty.f_double_value(&[])? * n;
+    sums.active += out.codes.l0()?.f_double_value(&[])? * n;
+    sums.squared_norm += x.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
+    let column_sums = Vec::<f64>::try_from(
+        &x.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?
+            .f_to(tch::Device::Cpu)?,
+    )?;
+    for (total, v) in sums.sum.iter_mut().zip(column_sums) {
+        *total += v;
+    }
+    let counts = out.codes.firing_counts()?;
+    sums.fired = Some(match sums.fired.take() {
+        Some(total) => total.f_add(&counts)?,
+        None => counts,
+    });
+    Ok(())
+}
+
+fn finish(sae: &Sae, sums: Sums) -> Result<Evaluation> {
+    let tokens = sums.tokens.max(1) as f64;
+    let mean_squared_norm = sums.squared_norm / tokens;
+    // Σ‖x − x̄‖² = Σ‖x‖² − N‖x̄‖², from the running sums.
+    let mean_norm_squared: f64 = sums.sum.iter().map(|s| (s / tokens).powi(2)).sum();
+    let total_variance = sums.squared_norm - tokens * mean_norm_squared;
+    let scale = if mean_squared_norm > 0.0 {
+        (sae.cfg.d_in as f64 / mean_squared_norm).sqrt()
+    } else {
+        1.0
+    };
+    let mse_raw = sums.squared_error / tokens;
+    // Folding s into the weights leaves f unchanged and divides W_dec by s:
+    // in normalised units the error grows by s² and the penalty by s.
+    let mse = mse_raw * scale * scale;
+    let penalty = sums.penalty / tokens
+        * if sae.architecture().name() == "relu" {
+            scale
+        } else {
+            1.0
+        };
+    let density = match &sums.fired {
+        Some(fired) => Vec::<f64>::try_from(
+            &fired
+                .f_to(tch::Device::Cpu)?
+                .f_totype(Kind::Double)?
+                .f_div_scalar(tokens)?,
+        )?,
+        None => vec![0.0; sae.cfg.n_features as usize],
+    };
+    let dead = density.iter().filter(|d| **d == 0.0).count();
+    Ok(Evaluation {
+        tokens: sums.tokens,
+        loss: mse + sae.cfg.l1_coefficient * penalty,
+        mse,
+        mse_raw,
+        penalty,
+        l0: sums.active / tokens,
+        explained_variance: if total_variance > 0.0 {
+            1.0 - sums.squared_error / total_variance
+        } else {
+            f64::NAN
+        },
+        dead_fraction: dead as f64 / density.len().max(1) as f64,
+        density_histogram: density_histogram(&density),
+        density,
+        input_scale: scale,
+    })
+}
+
+/// Counts of log10(density) per bin (see [`Evaluation::density_histogram`]).
+pub fn density_histogram(density: &[f64]) -> Vec<u64> {
+    let width = -DENSITY_LOG10_MIN / DENSITY_BINS as f64;
+    let mut counts = vec![0u64; DENSITY_BINS];
+    for d in density.iter().filter(|d| **d > 0.0) {
+        let bin = ((d.log10() - DENSITY_LOG10_MIN) / width).floor().max(0.0) as usize;
+        counts[bin.min(DENSITY_BINS - 1)] += 1;
+    }
+    counts
+}
+
+/// The left edges of the density histogram's bins (log10 frequency).
+pub fn density_bin_edges() -> Vec<f64> {
+    let width = -DENSITY_LOG10_MIN / DENSITY_BINS as f64;
+    (0..=DENSITY_BINS)
+        .map(|i| DENSITY_LOG10_MIN + i as f64 * width)
+        .collect()
+}
+
+/// How much of the model's next-token loss the SAE keeps when its
+/// reconstruction replaces the activations.
+#[derive(Debug, Clone, Copy)]
+pub struct CeLossRecovered {
+    /// CE with the model untouched.
+    pub clean: f64,
+    /// CE with the activations replaced by the SAE's reconstruction.
+    pub spliced: f64,
+    /// CE with the activations replaced by zeros.
+    pub zero_ablated: f64,
+    /// (zero_ablated − spliced) / (zero_ablated − clean): 1 is perfect.
+    pub fraction_recovered: f64,
+}
+
+/// A replacement for the activations at the SAE's hook, [tokens, d_in] → same shape.
+pub type Splice<'a> = &'a dyn Fn(&tch::Tensor) -> Result<tch::Tensor>;
+
+/// CE loss recovered. Needs the language model, which this module does not
+/// know: `ce_loss(None)` must run the model over the evaluation tokens and
+/// return its mean next-token cross-entropy; `ce_loss(Some(splice))` the same
+/// with the activations at the SAE's hook replaced by `splice(activations)`.
+/// It is called three times: clean, with the SAE's reconstruction, and with zeros.
+pub fn ce_loss_recovered(
+    sae: &Sae,
+    mut ce_loss: impl FnMut(Option<Splice>) -> Result<f64>,
+) -> Result<CeLossRecovered> {
+    let clean = ce_loss(None)?;
+    let reconstruct = |x: &tch::Tensor| -> Result<tch::Tensor> {
+        let _guard = tch::no_grad_guard();
+        let shape = x.size();
+        let flat = x.f_reshape([-1, sae.cfg.d_in])?;
+        let out = sae.forward(&flat, &LossOptions::default())?;
+        Ok(out.x_hat.f_reshape(&shape)?.f_totype(x.f_kind()?)?)
+    };
+    let spliced = ce_loss(Some(&reconstruct))?;
+    let zeros = |x: &tch::Tensor| -> Result<tch::Tensor> { Ok(x.f_zeros_like()?) };
+    let zero_ablated = ce_loss(Some(&zeros))?;
+    let gap = zero_ablated - clean;
+    let fraction_recovered = if gap.abs() > 0.0 {
+        (zero_ablated - spliced) / gap
+    } else {
+        f64::NAN
+    };
+    Ok(CeLossRecovered {
+        clean,
+        spliced,
+        zero_ablated,
+        fraction_recovered,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::sae::{SaeConfig, TensorSource};
+
+    #[test]
+    fn histogram_bins_log10_frequencies_and_skips_dead_features() {
+        let counts = density_histogram(&[0.0, 1.0, 0.1, 1e-9, 0.5]);
+        assert_eq!(counts.iter().sum::<u64>(), 4);
+        assert_eq!(counts[DENSITY_BINS - 1], 1); // 1.0 (log10 = 0) is clamped into the last bin
+        assert_eq!(counts[38], 1); // log10(0.5) ≈ −0.30 → (−0.30 + 8) / 0.2 ≈ 38.5
+        assert_eq!(counts[0], 1); // below 1e-8 is clamped into the first bin
+        assert_eq!(counts[35], 1); // log10(0.1) = −1 → bin (−1 + 8) / 0.2 = 35
+    }
+
+    #[test]
+    fn explained_variance_is_one_for_a_perfect_reconstruction() {
+        let x = tch::Tensor::randn([16, 4], (Kind::Float, tch::Device::Cpu));
+        assert!((explained_variance(&x, &x).unwrap() - 1.0).abs() < 1e-12);
+        let mean = x
+            .mean_dim([0i64].as_slice(), true, Kind::Float)
+            .expand_as(&x);
+        assert!(explained_variance(&x, &mean).unwrap().abs() < 1e-6);
+    }
+
+    #[test]
+    fn evaluation_counts_dead_features_and_agrees_with_one_batch() {
+        crate::core::rng::seed(1);
+        let sae = Sae::new(SaeConfig::new("relu", 4, 8).unwrap()).unwrap();
+        let x = tch::Tensor::randn([32, 4], (Kind::Float, tch::Device::Cpu));
+        let mut source = TensorSource::new(&x, 0, false).unwrap();
+        let eval = evaluate(&sae, &mut source, 0, 10).unwrap();
+        assert_eq!(eval.tokens, 32);
+        let out = sae.forward(&x, &LossOptions::default()).unwrap();
+        let l0 = out.codes.l0().unwrap().double_value(&[]);
+        assert!((eval.l0 - l0).abs() < 1e-5);
+        assert!(
+            (eval.explained_variance - explained_variance(&x, &out.x_hat).unwrap()).abs() < 1e-5
+        );
+        let never = out
+            .codes
+            .firing_counts()
+            .unwrap()
+            .eq(0.0)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float);
+        assert!((eval.dead_fraction - never.double_value(&[])).abs() < 1e-12);
+        // Normalised MSE: the raw MSE times s².
+        assert!((eval.mse - eval.mse_raw * eval.input_scale.powi(2)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn ce_loss_recovered_is_the_fraction_of_the_gap_closed() {
+        crate::core::rng::seed(2);
+        let sae = Sae::new(SaeConfig::new("relu", 4, 8).unwrap()).unwrap();
+        let x = tch::Tensor::randn([3, 4], (Kind::Float, tch::Device::Cpu));
+        // A stand-in "model" whose loss is the distance from the clean activations.
+        let result = ce_loss_recovered(&sae, |splice| match splice {
+            None => Ok(1.0),
+            Some(f) => Ok(1.0
+                + f(&x)?
+                    .f_sub(&x)?
+                    .f_square()?
+                    .f_mean(Kind::Float)?
+                    .f_double_value(&[])?),
+        })
+        .unwrap();
+        assert_eq!(result.clean, 1.0);
+        let expected = (result.zero_ablated - result.spliced) / (result.zero_ablated - 1.0);
+        assert_eq!(result.fraction_recovered, expected);
+    }
+}

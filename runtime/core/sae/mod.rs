@@ -1,0 +1,564 @@
+//! Sparse autoencoders as in *Scaling Monosemanticity* (Anthropic, 2024) and
+//! *Scaling and evaluating sparse autoencoders* (Gao et al., OpenAI 2024).
+//!
+//! One architecture per file (`relu.rs`, `topk.rs`, `jumprelu.rs`), found by
+//! name in [`REGISTRY`]; the training loop lives in `trainer.rs`, measurements
+//! in `metrics.rs`, the on-disk layout (SAELens's) in `checkpoint.rs`.
+//!
+//! Layout of the weights, named as in the maths and in SAELens:
+//! `W_enc` is kept as [n_features, d_in] — one row per feature detector, like
+//! `nn.Linear`'s weight — because TopK gathers whole rows of it; the
+//! checkpoint transposes it to SAELens's [d_in, d_sae]. `W_dec` is
+//! [n_features, d_in]: its rows are the feature directions.
+use crate::core::{Error, Result, Tensor};
+use tch::{Device, Kind};
+
+pub mod adam;
+pub mod checkpoint;
+pub mod codes;
+pub mod config;
+pub mod init;
+pub mod jumprelu;
+pub mod metrics;
+pub mod relu;
+pub mod resample;
+pub mod source;
+pub mod synthetic;
+pub mod topk;
+pub mod trainer;
+
+pub use codes::{Codes, Encoded};
+pub use source::{ActivationSource, TensorSource};
+
+/// What differs between SAE architectures: how the codes are computed and
+/// which sparsity and auxiliary terms the loss has. The decoder, the MSE and
+/// the bookkeeping are shared (see [`Sae::forward`]).
+pub trait Architecture {
+    /// The registry name ("relu", "topk", "jumprelu").
+    fn name(&self) -> &'static str;
+    /// The name SAELens writes in cfg.json ("standard", "topk", "jumprelu").
+    fn saelens_name(&self) -> &'static str;
+    /// Codes for inputs `x` [batch, d_in], differentiable through the weights.
+    fn encode(&self, w: &Weights, x: &tch::Tensor) -> Result<Encoded>;
+    /// The sparsity term of the loss, before its coefficient (a scalar).
+    fn penalty(&self, w: &Weights, enc: &Encoded) -> Result<tch::Tensor>;
+    /// The auxiliary loss for dead features (AuxK for TopK), already weighted;
+    /// `None` when the architecture has none or nothing is dead.
+    fn aux_loss(
+        &self,
+        _w: &Weights,
+        _enc: &Encoded,
+        _residual: &tch::Tensor,
+        _dead: &tch::Tensor,
+    ) -> Result<Option<tch::Tensor>> {
+        Ok(None)
+    }
+    /// Whether the trainer keeps decoder rows at unit norm after each step
+    /// (Gao et al. do for TopK; the paper's ReLU SAE leaves norms free because
+    /// its penalty is weighted by them).
+    fn unit_norm_decoder(&self) -> bool {
+        false
+    }
+    /// `Err` with the reason when this architecture cannot be trained here.
+    fn check_trainable(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An architecture's constructor, as the registry holds it.
+type Build = fn(&SaeConfig) -> Result<Box<dyn Architecture>>;
+
+/// Every architecture by name: (registry name, other accepted names, constructor).
+/// SAELens calls the ReLU SAE "standard", so that name is accepted too.
+pub const REGISTRY: &[(&str, &[&str], Build)] = &[
+    ("relu", &["standard"], relu::build),
+    ("topk", &[], topk::build),
+    ("jumprelu", &[], jumprelu::build),
+];
+
+/// The registry name for any accepted spelling ("standard" → "relu").
+pub fn canonical_architecture(name: &str) -> Result<&'static str> {
+    REGISTRY
+        .iter()
+        .find(|(canonical, aliases, _)| *canonical == name || aliases.contains(&name))
+        .map(|(canonical, _, _)| *canonical)
+        .ok_or_else(|| {
+            let names: Vec<&str> = REGISTRY.iter().map(|(n, _, _)| *n).collect();
+            Error::invalid(format!(
+                "unknown SAE architecture '{name}' (known: {})",
+                names.join(", ")
+            ))
+        })
+}
+
+fn build_architecture(cfg: &SaeConfig) -> Result<Box<dyn Architecture>> {
+    let name = canonical_architecture(&cfg.architecture)?;
+    match REGISTRY.iter().find(|(n, _, _)| *n == name) {
+        Some((_, _, build)) => build(cfg),
+        None => Err(Error::invalid(format!("unknown SAE architecture '{name}'"))),
+    }
+}
+
+/// Where the activations came from; written to cfg.json's `metadata` as SAELens 6.x reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaeMetadata {
+    /// The model the activations were read from ("SmolLM2-135M-Instruct").
+    pub model_name: Option<String>,
+    /// The hook point ("blocks.15.hook_resid_post").
+    pub hook_name: Option<String>,
+    /// Tokens per context window when the activations were harvested.
+    pub context_size: Option<i64>,
+    /// Whether each window started with a BOS token.
+    pub prepend_bos: Option<bool>,
+    /// Where the text came from.
+    pub dataset_path: Option<String>,
+}
+
+impl Default for SaeMetadata {
+    fn default() -> Self {
+        SaeMetadata {
+            model_name: None,
+            hook_name: None,
+            context_size: None,
+            prepend_bos: Some(true),
+            dataset_path: None,
+        }
+    }
+}
+
+/// Everything that defines an SAE (as opposed to how it is trained, see
+/// [`trainer::TrainConfig`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaeConfig {
+    /// Architecture name from [`REGISTRY`]: "relu", "topk" or "jumprelu".
+    pub architecture: String,
+    /// Width of the activations (D in the paper).
+    pub d_in: i64,
+    /// Number of dictionary features (SAELens's `d_sae`).
+    pub n_features: i64,
+    /// λ, the coefficient of the ReLU SAE's sparsity penalty Σᵢ fᵢ·‖W_dec,i‖.
+    /// The paper uses 5 (with inputs scaled so that E‖x‖² = D).
+    pub l1_coefficient: f64,
+    /// TopK: features kept active per token.
+    pub k: i64,
+    /// TopK: dead features that AuxK may use per token; Gao et al. (appendix
+    /// B.1) use d_in / 2, which is the default.
+    pub k_aux: i64,
+    /// TopK: weight α of the AuxK loss; Gao et al. use 1/32.
+    pub aux_coefficient: f64,
+    /// Subtract b_dec from the input before encoding. Gao et al. do (their
+    /// b_pre); the paper's ReLU SAE encodes x directly, so it is off for ReLU.
+    pub apply_b_dec_to_input: bool,
+    /// Norm of each initial decoder row. The April 2024 update uses random
+    /// directions with norm 0.1 for the ReLU SAE; TopK and JumpReLU start at
+    /// unit norm because their decoder rows are kept there (Gao et al.).
+    pub decoder_init_norm: f64,
+    /// JumpReLU: initial threshold θ (Rajamanoharan et al. 2024 use 0.001).
+    pub jumprelu_init_threshold: f64,
+    /// JumpReLU: bandwidth ε of the straight-through estimator's kernel
+    /// (Rajamanoharan et al. use 0.001 on their normalisation; SAELens 0.05).
+    pub jumprelu_bandwidth: f64,
+    /// Where the weights live.
+    pub device: Device,
+    /// Provenance written to cfg.json.
+    pub metadata: SaeMetadata,
+}
+
+impl SaeConfig {
+    /// The defaults for an architecture: λ = 5 (paper), k = 32, k_aux = d_in / 2, α = 1/32.
+    pub fn new(architecture: &str, d_in: i64, n_features: i64) -> Result<Self> {
+        let architecture = canonical_architecture(architecture)?;
+        let topk = architecture == "topk";
+        // TopK and JumpReLU keep unit-norm decoder rows while training.
+        let unit_decoder = architecture != "relu";
+        Ok(SaeConfig {
+            architecture: architecture.to_string(),
+            d_in,
+            n_features,
+            l1_coefficient: 5.0,
+            k: 32.min(n_features.max(1)),
+            k_aux: (d_in / 2).max(1),
+            aux_coefficient: 1.0 / 32.0,
+            apply_b_dec_to_input: topk,
+            decoder_init_norm: if unit_decoder { 1.0 } else { 0.1 },
+            jumprelu_init_threshold: 0.001,
+            jumprelu_bandwidth: 0.05,
+            device: Device::Cpu,
+            metadata: SaeMetadata::default(),
+        })
+    }
+
+    /// Rejects configurations that cannot work, with the reason.
+    pub fn validate(&self) -> Result<()> {
+        canonical_architecture(&self.architecture)?;
+        if self.d_in < 1 || self.n_features < 1 {
+            return Err(Error::invalid(format!(
+                "an SAE needs d_in >= 1 and n_features >= 1, got d_in = {} and n_features = {}",
+                self.d_in, self.n_features
+            )));
+        }
+        if !(self.l1_coefficient.is_finite() && self.l1_coefficient >= 0.0) {
+            return Err(Error::invalid(format!(
+                "l1 must be a finite number >= 0, got {}",
+                self.l1_coefficient
+            )));
+        }
+        if !(self.decoder_init_norm.is_finite() && self.decoder_init_norm > 0.0) {
+            return Err(Error::invalid(format!(
+                "decoder_init_norm must be > 0, got {}",
+                self.decoder_init_norm
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The parameters. Each is a shared handle, so a script holding
+/// `s.parameters()` sees (and its optimiser updates) the same storage.
+#[derive(Clone)]
+pub struct Weights {
+    /// Encoder, [n_features, d_in] (transposed from SAELens's W_enc).
+    pub w_enc: Tensor,
+    /// Encoder bias, [n_features].
+    pub b_enc: Tensor,
+    /// Decoder, [n_features, d_in]: row i is feature i's direction.
+    pub w_dec: Tensor,
+    /// Decoder bias, [d_in].
+    pub b_dec: Tensor,
+    /// JumpReLU only: log of the per-feature threshold, [n_features].
+    pub log_threshold: Option<Tensor>,
+}
+
+impl Weights {
+    /// The trainable tensors in a fixed order (the optimiser and checkpoints rely on it).
+    pub fn named(&self) -> Vec<(&'static str, Tensor)> {
+        let mut all = vec![
+            ("W_enc", self.w_enc.clone()),
+            ("b_enc", self.b_enc.clone()),
+            ("W_dec", self.w_dec.clone()),
+            ("b_dec", self.b_dec.clone()),
+        ];
+        if let Some(t) = &self.log_threshold {
+            all.push(("log_threshold", t.clone()));
+        }
+        all
+    }
+
+    /// The input as the encoder sees it: minus b_dec when the config asks for it.
+    pub fn encoder_input(&self, x: &tch::Tensor, apply_b_dec: bool) -> Result<tch::Tensor> {
+        Ok(if apply_b_dec {
+            x.f_sub(self.b_dec.inner())?
+        } else {
+            x.shallow_clone()
+        })
+    }
+
+    /// Row norms of the decoder, ‖W_dec,i‖ (differentiable).
+    pub fn decoder_norms(&self) -> Result<tch::Tensor> {
+        Ok(self.w_dec.inner().f_norm_scalaropt_dim(2, [1], false)?)
+    }
+}
+
+/// Options for one loss evaluation.
+#[derive(Default)]
+pub struct LossOptions {
+    /// Overrides the configured sparsity coefficient λ.
+    pub l1_coefficient: Option<f64>,
+    /// Multiplies λ: the trainer's warm-up factor (1 when absent).
+    pub l1_scale: Option<f64>,
+    /// Features counted as dead [n_features] (bool), for AuxK.
+    pub dead_mask: Option<tch::Tensor>,
+}
+
+/// One forward pass with every loss part (all scalars are differentiable).
+pub struct Forward {
+    pub x_hat: tch::Tensor,
+    pub codes: Codes,
+    /// ‖x − x̂‖² summed over d_in, averaged over the batch (the paper's reconstruction term).
+    pub mse: tch::Tensor,
+    /// The sparsity term before its coefficient.
+    pub penalty: tch::Tensor,
+    /// The weighted auxiliary loss (AuxK), zero when there is none.
+    pub aux: tch::Tensor,
+    /// mse + λ·penalty + aux.
+    pub loss: tch::Tensor,
+}
+
+/// A sparse autoencoder: its configuration, architecture and weights.
+pub struct Sae {
+    pub cfg: SaeConfig,
+    pub weights: Weights,
+    /// True until the first training run: the trainer then initialises b_dec
+    /// from data and treats the weights as living in the normalised space.
+    pub fresh: bool,
+    arch: Box<dyn Architecture>,
+}
+
+impl Sae {
+    /// A fresh SAE initialised as in the April 2024 update: decoder rows in
+    /// random directions with norm `decoder_init_norm`, W_enc = W_decᵀ,
+    /// biases zero. Repeatable after `rng::seed`.
+    pub fn new(cfg: SaeConfig) -> Result<Self> {
+        cfg.validate()?;
+        let arch = build_architecture(&cfg)?;
+        let options = (Kind::Float, cfg.device);
+        let directions = tch::Tensor::f_randn([cfg.n_features, cfg.d_in], options)?;
+        let norms = directions
+            .f_norm_scalaropt_dim(2, [1], true)?
+            .f_clamp_min(1e-12)?;
+        let w_dec = directions
+            .f_div(&norms)?
+            .f_mul_scalar(cfg.decoder_init_norm)?;
+        let w_enc = deep_copy(&w_dec)?;
+        let b_enc = tch::Tensor::f_zeros([cfg.n_features], options)?;
+        let b_dec = tch::Tensor::f_zeros([cfg.d_in], options)?;
+        let log_threshold = if arch.name() == "jumprelu" {
+            let theta = cfg.jumprelu_init_threshold.max(1e-12).ln();
+            Some(tch::Tensor::f_full([cfg.n_features], theta, options)?)
+        } else {
+            None
+        };
+        let mut sae = Self::from_parts(cfg, w_enc, b_enc, w_dec, b_dec, log_threshold)?;
+        sae.fresh = true;
+        Ok(sae)
+    }
+
+    /// An SAE from existing weights (W_enc as [n_features, d_in]); shapes are checked.
+    pub fn from_parts(
+        cfg: SaeConfig,
+        w_enc: tch::Tensor,
+        b_enc: tch::Tensor,
+        w_dec: tch::Tensor,
+        b_dec: tch::Tensor,
+        log_threshold: Option<tch::Tensor>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let arch = build_architecture(&cfg)?;
+        let (n, d) = (cfg.n_features, cfg.d_in);
+        let param = |name: &str, t: tch::Tensor, shape: &[i64]| -> Result<Tensor> {
+            if t.size() != shape {
+                return Err(Error::invalid(format!(
+                    "SAE weight {name} has shape {:?}, expected {shape:?}",
+                    t.size()
+                )));
+            }
+            let t = t
+                .f_to(cfg.device)?
+                .f_totype(Kind::Float)?
+                .f_detach()?
+                .f_contiguous()?;
+            Ok(Tensor::new(t.f_set_requires_grad(true)?))
+        };
+        let log_threshold = match (arch.name(), log_threshold) {
+            ("jumprelu", Some(t)) => Some(param("threshold", t, &[n])?),
+            ("jumprelu", None) => return Err(Error::invalid("a JumpReLU SAE needs a threshold")),
+            _ => None,
+        };
+        let weights = Weights {
+            w_enc: param("W_enc (as [n_features, d_in])", w_enc, &[n, d])?,
+            b_enc: param("b_enc", b_enc, &[n])?,
+            w_dec: param("W_dec", w_dec, &[n, d])?,
+            b_dec: param("b_dec", b_dec, &[d])?,
+            log_threshold,
+        };
+        Ok(Sae {
+            cfg,
+            weights,
+            fresh: false,
+            arch,
+        })
+    }
+
+    pub fn architecture(&self) -> &dyn Architecture {
+        self.arch.as_ref()
+    }
+
+    /// The trainable parameters, shared with this SAE.
+    pub fn parameters(&self) -> Vec<Tensor> {
+        self.weights.named().into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// `Err` unless `x` is [batch, d_in] floating point.
+    pub fn check_input(&self, x: &tch::Tensor) -> Result<()> {
+        let shape = x.size();
+        if shape.len() != 2 || shape[1] != self.cfg.d_in {
+            return Err(Error::invalid(format!(
+                "this SAE expects activations of shape [batch, {}] (d_in = {}), got {shape:?}",
+                self.cfg.d_in, self.cfg.d_in
+            )));
+        }
+        if !x.f_is_floating_point()? {
+            return Err(Error::invalid("SAE input must be floating point"));
+        }
+        Ok(())
+    }
+
+    fn prepare(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
+        self.check_input(x)?;
+        Ok(x.f_to(self.cfg.device)?.f_totype(Kind::Float)?)
+    }
+
+    /// Dense feature activations f [batch, n_features].
+    pub fn encode(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
+        let x = self.prepare(x)?;
+        self.arch.encode(&self.weights, &x)?.codes.to_dense()
+    }
+
+    /// x̂ from dense codes f [batch, n_features].
+    pub fn decode(&self, f: &tch::Tensor) -> Result<tch::Tensor> {
+        let shape = f.size();
+        if shape.len() != 2 || shape[1] != self.cfg.n_features {
+            return Err(Error::invalid(format!(
+                "decode expects codes of shape [batch, {}] (n_features), got {shape:?}",
+                self.cfg.n_features
+            )));
+        }
+        let f = f.f_to(self.cfg.device)?.f_totype(Kind::Float)?;
+        Codes::Dense(f).decode(&self.weights)
+    }
+
+    /// Reconstruction, codes and every loss part for inputs x [batch, d_in].
+    pub fn forward(&self, x: &tch::Tensor, opts: &LossOptions) -> Result<Forward> {
+        let x = self.prepare(x)?;
+        let encoded = self.arch.encode(&self.weights, &x)?;
+        let x_hat = encoded.codes.decode(&self.weights)?;
+        let error = x.f_sub(&x_hat)?;
+        let mse = error
+            .f_square()?
+            .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
+            .f_mean(None::<Kind>)?;
+        let penalty = self.arch.penalty(&self.weights, &encoded)?;
+        let lambda =
+            opts.l1_coefficient.unwrap_or(self.cfg.l1_coefficient) * opts.l1_scale.unwrap_or(1.0);
+        let mut loss = mse.f_add(&penalty.f_mul_scalar(lambda)?)?;
+        let aux = match &opts.dead_mask {
+            Some(dead) => self
+                .arch
+                .aux_loss(&self.weights, &encoded, &error.f_detach()?, dead)?,
+            None => None,
+        };
+        let aux = match aux {
+            Some(aux) => {
+                loss = loss.f_add(&aux)?;
+                aux
+            }
+            None => tch::Tensor::f_zeros([], (Kind::Float, self.cfg.device))?,
+        };
+        Ok(Forward {
+            x_hat,
+            codes: encoded.codes,
+            mse,
+            penalty,
+            aux,
+            loss,
+        })
+    }
+
+    /// Rescales decoder rows to unit norm, moving the norm into the encoder
+    /// row and bias so the SAE computes the same function (for ReLU-style
+    /// codes, f·W_dec is unchanged).
+    pub fn normalize_decoder(&self) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let norms = self
+            .weights
+            .w_dec
+            .inner()
+            .f_norm_scalaropt_dim(2, [1], true)?
+            .f_clamp_min(1e-12)?;
+        let mut w_dec = self.weights.w_dec.inner().shallow_clone();
+        let _ = w_dec.f_div_(&norms)?;
+        let mut w_enc = self.weights.w_enc.inner().shallow_clone();
+        let _ = w_enc.f_mul_(&norms)?;
+        let mut b_enc = self.weights.b_enc.inner().shallow_clone();
+        let _ = b_enc.f_mul_(&norms.f_squeeze_dim(1)?)?;
+        if let Some(t) = &self.weights.log_threshold {
+            let mut t = t.inner().shallow_clone();
+            let _ = t.f_add_(&norms.f_squeeze_dim(1)?.f_log()?)?;
+        }
+        Ok(())
+    }
+
+    /// Decoder rows to unit norm without compensating the encoder (Gao et al.'s
+    /// TopK constraint, applied after each optimiser step).
+    pub fn project_decoder_to_unit_norm(&self) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let norms = self
+            .weights
+            .w_dec
+            .inner()
+            .f_norm_scalaropt_dim(2, [1], true)?
+            .f_clamp_min(1e-12)?;
+        let mut w_dec = self.weights.w_dec.inner().shallow_clone();
+        let _ = w_dec.f_div_(&norms)?;
+        Ok(())
+    }
+
+    /// Multiplies the input space by `factor`: an SAE trained on x·s becomes
+    /// one for x (SAELens's `fold_activation_norm_scaling_factor`): W_enc·s,
+    /// W_dec/s, b_dec/s. `fold_input_scale(1/s)` undoes it.
+    pub fn fold_input_scale(&self, factor: f64) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let mut w_enc = self.weights.w_enc.inner().shallow_clone();
+        let _ = w_enc.f_mul_scalar_(factor)?;
+        let mut w_dec = self.weights.w_dec.inner().shallow_clone();
+        let _ = w_dec.f_div_scalar_(factor)?;
+        let mut b_dec = self.weights.b_dec.inner().shallow_clone();
+        let _ = b_dec.f_div_scalar_(factor)?;
+        Ok(())
+    }
+
+    /// Overwrites every parameter with another SAE's values, in place, so
+    /// handles held elsewhere (a script's optimiser) stay valid.
+    pub fn copy_weights_from(&self, other: &Weights) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for ((name, mine), (_, theirs)) in self.weights.named().into_iter().zip(other.named()) {
+            if mine.shape() != theirs.shape() {
+                return Err(Error::invalid(format!(
+                    "cannot copy {name}: shape {:?} does not match {:?}",
+                    theirs.shape(),
+                    mine.shape()
+                )));
+            }
+            let mut target = mine.inner().shallow_clone();
+            target.f_copy_(theirs.inner())?;
+        }
+        Ok(())
+    }
+
+    /// A deep copy with its own storage.
+    pub fn duplicate(&self) -> Result<Sae> {
+        let w = &self.weights;
+        let copy = |t: &Tensor| deep_copy(t.inner());
+        let log_threshold = w.log_threshold.as_ref().map(copy).transpose()?;
+        let mut sae = Sae::from_parts(
+            self.cfg.clone(),
+            copy(&w.w_enc)?,
+            copy(&w.b_enc)?,
+            copy(&w.w_dec)?,
+            copy(&w.b_dec)?,
+            log_threshold,
+        )?;
+        sae.fresh = self.fresh;
+        Ok(sae)
+    }
+
+    /// Clears every parameter's gradient.
+    pub fn zero_grad(&self) -> Result<()> {
+        for p in self.parameters() {
+            let mut grad = p.inner().f_grad()?;
+            if grad.defined() {
+                let _ = grad.f_zero_()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A copy with its own storage, cut from the autograd graph.
+pub fn deep_copy(t: &tch::Tensor) -> Result<tch::Tensor> {
+    Ok(t.f_detach()?
+        .f_internal_to_copy((t.f_kind()?, t.device()), false)?)
+}
+
+#[cfg(test)]
+mod tests;

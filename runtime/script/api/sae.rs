@@ -1,0 +1,601 @@
+//! Sparse autoencoders from scripts: build, train natively or piece by piece
+//! in Rhai, evaluate, save and load in SAELens's layout.
+use crate::core::sae::trainer::{DeadFeatureRemedy, HistoryRecord, TrainConfig, TrainReport};
+use crate::core::sae::{
+    self, init::DecoderBiasInit, metrics::Evaluation, ActivationSource, SaeConfig, TensorSource,
+};
+use crate::core::tensor::parse_device;
+use crate::core::Tensor;
+use crate::script::convert::Options;
+use crate::script::error::{runtime_error, ScriptResult};
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, Map};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+/// A script-visible SAE, shared so `let t = s;` and `s.train(...)` act on the same weights.
+pub type Sae = Rc<RefCell<sae::Sae>>;
+
+#[rustfmt::skip]
+const SAE_KEYS: &[&str] = &[
+    "d_in", "n_features", "kind", "k", "l1", "k_aux", "aux_coefficient", "apply_b_dec_to_input",
+    "decoder_init_norm", "jumprelu_threshold", "jumprelu_bandwidth", "device", "model_name",
+    "hook_name", "context_size", "prepend_bos", "dataset_path",
+];
+
+fn sae_config(opts: &Map) -> ScriptResult<SaeConfig> {
+    let o = Options::new(opts, "sae", SAE_KEYS)?;
+    let required = |key: &str| -> ScriptResult<i64> {
+        if !o.has(key) {
+            return Err(runtime_error(format!(
+                "sae: option '{key}' is required, e.g. sae(#{{d_in: 64, n_features: 512}})"
+            )));
+        }
+        o.int(key, 0)
+    };
+    let kind = o.string("kind")?.unwrap_or_else(|| "relu".to_string());
+    let mut cfg = SaeConfig::new(&kind, required("d_in")?, required("n_features")?)?;
+    cfg.k = o.int("k", cfg.k)?;
+    cfg.l1_coefficient = o.f64("l1", cfg.l1_coefficient)?;
+    cfg.k_aux = o.int("k_aux", cfg.k_aux)?;
+    cfg.aux_coefficient = o.f64("aux_coefficient", cfg.aux_coefficient)?;
+    cfg.apply_b_dec_to_input = o.bool("apply_b_dec_to_input", cfg.apply_b_dec_to_input)?;
+    cfg.decoder_init_norm = o.f64("decoder_init_norm", cfg.decoder_init_norm)?;
+    cfg.jumprelu_init_threshold = o.f64("jumprelu_threshold", cfg.jumprelu_init_threshold)?;
+    cfg.jumprelu_bandwidth = o.f64("jumprelu_bandwidth", cfg.jumprelu_bandwidth)?;
+    if let Some(device) = o.string("device")? {
+        cfg.device = parse_device(&device)?;
+    }
+    cfg.metadata.model_name = o.string("model_name")?;
+    cfg.metadata.hook_name = o.string("hook_name")?;
+    cfg.metadata.dataset_path = o.string("dataset_path")?;
+    if o.has("context_size") {
+        cfg.metadata.context_size = Some(o.int("context_size", 0)?);
+    }
+    cfg.metadata.prepend_bos = Some(o.bool("prepend_bos", true)?);
+    Ok(cfg)
+}
+
+#[rustfmt::skip]
+const TRAIN_KEYS: &[&str] = &[
+    "steps", "tokens", "batch_size", "lr", "betas", "eps", "l1_warmup", "lr_decay", "max_grad_norm",
+    "normalize", "b_dec_init", "b_dec_init_tokens", "dead_features", "dead_window",
+    "resample_every", "resample_tokens", "log_every", "csv", "checkpoint_dir", "checkpoint_every",
+    "keep_checkpoints", "resume", "seed", "progress",
+];
+
+fn non_negative(o: &Options, key: &str, default: u64) -> ScriptResult<u64> {
+    let value = o.int(key, default as i64)?;
+    u64::try_from(value)
+        .map_err(|_| runtime_error(format!("train: {key} must be >= 0, got {value}")))
+}
+
+fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptResult<TrainConfig> {
+    let mut known = TRAIN_KEYS.to_vec();
+    known.extend_from_slice(extra);
+    let o = Options::new(opts, context, &known)?;
+    let d = TrainConfig {
+        seed: crate::core::rng::current_seed(),
+        ..Default::default()
+    };
+    let batch_size = o.int("batch_size", d.batch_size)?;
+    let steps = if o.has("tokens") && !o.has("steps") {
+        non_negative(&o, "tokens", 0)?.div_ceil(batch_size.max(1) as u64)
+    } else {
+        non_negative(&o, "steps", d.steps)?
+    };
+    let betas = match o.floats("betas")? {
+        None => d.betas,
+        Some(b) if b.len() == 2 => (b[0], b[1]),
+        Some(b) => {
+            return Err(runtime_error(format!(
+                "{context}: betas must have two values, got {}",
+                b.len()
+            )))
+        }
+    };
+    let remedy = o
+        .string("dead_features")?
+        .map(|r| DeadFeatureRemedy::parse(&r))
+        .transpose()?;
+    let b_dec_init = match o.string("b_dec_init")? {
+        Some(name) => DecoderBiasInit::parse(&name)?,
+        None => d.b_dec_init,
+    };
+    Ok(TrainConfig {
+        steps,
+        batch_size,
+        lr: o.f64("lr", d.lr)?,
+        betas,
+        eps: o.f64("eps", d.eps)?,
+        l1_warmup_fraction: o.f64("l1_warmup", d.l1_warmup_fraction)?,
+        lr_decay_fraction: o.f64("lr_decay", d.lr_decay_fraction)?,
+        max_grad_norm: o.f64("max_grad_norm", d.max_grad_norm)?,
+        normalize_inputs: o.bool("normalize", d.normalize_inputs)?,
+        b_dec_init,
+        b_dec_init_tokens: o.int("b_dec_init_tokens", d.b_dec_init_tokens)?,
+        dead_feature_remedy: remedy,
+        dead_window_tokens: non_negative(&o, "dead_window", d.dead_window_tokens)?,
+        resample_every: non_negative(&o, "resample_every", d.resample_every)?,
+        resample_tokens: o.int("resample_tokens", d.resample_tokens)?,
+        log_every: non_negative(&o, "log_every", d.log_every)?,
+        csv_path: o.string("csv")?.map(PathBuf::from),
+        checkpoint_dir: o.string("checkpoint_dir")?.map(PathBuf::from),
+        checkpoint_every: non_negative(&o, "checkpoint_every", d.checkpoint_every)?,
+        keep_checkpoints: non_negative(&o, "keep_checkpoints", d.keep_checkpoints as u64)? as usize,
+        resume: o.bool("resume", d.resume)?,
+        seed: non_negative(&o, "seed", d.seed)?,
+        show_progress: o.bool("progress", d.show_progress)?,
+    })
+}
+
+/// Activations from a script value: a [tokens, d_in] tensor now; the
+/// activation store will be accepted here too.
+fn source_from(
+    value: &Dynamic,
+    seed: u64,
+    shuffle: bool,
+) -> ScriptResult<Box<dyn ActivationSource>> {
+    match value.read_lock::<Tensor>() {
+        Some(t) => Ok(Box::new(TensorSource::new(t.inner(), seed, shuffle)?)),
+        None => Err(runtime_error(format!(
+            "expected activations as a [tokens, d_in] tensor, got {}",
+            value.type_name()
+        ))),
+    }
+}
+
+fn history_map(h: &HistoryRecord) -> Map {
+    let mut m = Map::new();
+    m.insert("step".into(), Dynamic::from(h.step as i64));
+    m.insert("tokens".into(), Dynamic::from(h.tokens as i64));
+    for (key, value) in [
+        ("loss", h.loss),
+        ("mse", h.mse),
+        ("penalty", h.penalty),
+        ("aux", h.aux),
+        ("l0", h.l0),
+        ("explained_variance", h.explained_variance),
+        ("dead_fraction", h.dead_fraction),
+        ("lr", h.lr),
+        ("l1_scale", h.l1_scale),
+        ("tokens_per_sec", h.tokens_per_sec),
+    ] {
+        m.insert(key.into(), Dynamic::from(value));
+    }
+    m
+}
+
+fn report_map(r: &TrainReport) -> Map {
+    let mut m = history_map(&r.last);
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map_or(Dynamic::UNIT, |p| Dynamic::from(p.display().to_string()))
+    };
+    m.insert("steps".into(), Dynamic::from(r.steps as i64));
+    m.insert("tokens".into(), Dynamic::from(r.tokens as i64));
+    m.insert("seconds".into(), Dynamic::from(r.seconds));
+    m.insert("tokens_per_sec".into(), Dynamic::from(r.tokens_per_sec));
+    m.insert("input_scale".into(), Dynamic::from(r.input_scale));
+    m.insert("resampled".into(), Dynamic::from(r.resampled as i64));
+    m.insert(
+        "resumed_from".into(),
+        r.resumed_from
+            .map_or(Dynamic::UNIT, |s| Dynamic::from(s as i64)),
+    );
+    m.insert("checkpoint".into(), path(&r.last_checkpoint));
+    m.insert("csv".into(), path(&r.csv_path));
+    let history: Array = r
+        .history
+        .iter()
+        .map(|h| Dynamic::from_map(history_map(h)))
+        .collect();
+    m.insert("history".into(), Dynamic::from_array(history));
+    m
+}
+
+fn evaluation_map(e: &Evaluation) -> ScriptResult<Map> {
+    let mut m = Map::new();
+    m.insert("tokens".into(), Dynamic::from(e.tokens as i64));
+    for (key, value) in [
+        ("loss", e.loss),
+        ("mse", e.mse),
+        ("mse_raw", e.mse_raw),
+        ("penalty", e.penalty),
+        ("l0", e.l0),
+        ("explained_variance", e.explained_variance),
+        ("dead_fraction", e.dead_fraction),
+        ("input_scale", e.input_scale),
+    ] {
+        m.insert(key.into(), Dynamic::from(value));
+    }
+    let n = e.density.len() as i64;
+    m.insert(
+        "density".into(),
+        Dynamic::from(Tensor::from_f64(&e.density, &[n], tch::Kind::Float)?),
+    );
+    let live: Vec<f64> = e
+        .density
+        .iter()
+        .filter(|d| **d > 0.0)
+        .map(|d| d.log10())
+        .collect();
+    let count = live.len() as i64;
+    m.insert(
+        "log10_density".into(),
+        Dynamic::from(Tensor::from_f64(&live, &[count], tch::Kind::Float)?),
+    );
+    let mut histogram = Map::new();
+    let edges: Array = sae::metrics::density_bin_edges()
+        .into_iter()
+        .map(Dynamic::from)
+        .collect();
+    let counts: Array = e
+        .density_histogram
+        .iter()
+        .map(|c| Dynamic::from(*c as i64))
+        .collect();
+    histogram.insert("log10_edges".into(), Dynamic::from_array(edges));
+    histogram.insert("counts".into(), Dynamic::from_array(counts));
+    m.insert("density_histogram".into(), Dynamic::from_map(histogram));
+    Ok(m)
+}
+
+fn loss_options(s: &sae::Sae, opts: &Map) -> ScriptResult<sae::LossOptions> {
+    let o = Options::new(opts, "loss", &["l1", "l1_scale", "dead_mask"])?;
+    let dead_mask = match opts.get("dead_mask") {
+        None => None,
+        Some(v) => match v.read_lock::<Tensor>() {
+            Some(t) if t.shape() == [s.cfg.n_features] => {
+                Some(t.inner().f_ne(0.0).map_err(crate::core::Error::from)?)
+            }
+            _ => {
+                return Err(runtime_error(format!(
+                    "loss: dead_mask must be a tensor of shape [{}]",
+                    s.cfg.n_features
+                )))
+            }
+        },
+    };
+    Ok(sae::LossOptions {
+        l1_coefficient: o.has("l1").then(|| o.f64("l1", 0.0)).transpose()?,
+        l1_scale: o
+            .has("l1_scale")
+            .then(|| o.f64("l1_scale", 1.0))
+            .transpose()?,
+        dead_mask,
+    })
+}
+
+#[export_module]
+pub mod sae_api {
+    use super::*;
+    use crate::core::sae::{checkpoint, metrics, synthetic, trainer};
+    use crate::script::error::{runtime_error, ScriptResult};
+    use rhai::{Array, Dynamic, Map, FLOAT, INT};
+    use std::path::Path;
+
+    pub type Sae = super::Sae;
+    pub type Tensor = crate::core::Tensor;
+
+    /// A new SAE: `#{d_in, n_features, kind: "relu" | "topk" | "jumprelu", k, l1, device, hook_name, ...}`.
+    /// Defaults follow the paper (λ = 5, decoder rows of norm 0.1, W_enc = W_decᵀ) and Gao et al. for TopK (k = 32).
+    /// `let s = sae(#{d_in: 64, n_features: 512, kind: "topk", k: 8});`
+    #[rhai_fn(return_raw)]
+    pub fn sae(opts: Map) -> ScriptResult<Sae> {
+        Ok(Rc::new(RefCell::new(sae::Sae::new(sae_config(&opts)?)?)))
+    }
+
+    /// Trains natively with the paper's recipe; returns the final metrics and `history`.
+    /// Options: steps (or tokens), batch_size, lr, l1_warmup, lr_decay, dead_features, dead_window, log_every, csv,
+    /// checkpoint_dir, checkpoint_every, resume, seed, progress, ...
+    /// `let report = s.train(acts, #{steps: 2000, batch_size: 4096, lr: 1e-3});`
+    #[rhai_fn(return_raw)]
+    pub fn train(s: &mut Sae, source: Dynamic, cfg: Map) -> ScriptResult<Map> {
+        let cfg = train_config(&cfg, "train", &[])?;
+        let mut source = source_from(&source, cfg.seed, true)?;
+        let mut sae = s
+            .try_borrow_mut()
+            .map_err(|_| runtime_error("train: this SAE is already in use"))?;
+        let report = trainer::train(&mut sae, source.as_mut(), cfg)?;
+        Ok(report_map(&report))
+    }
+
+    /// Trains with every default (1000 steps of 4096). `s.train(acts)`
+    #[rhai_fn(name = "train", return_raw)]
+    pub fn train_default(s: &mut Sae, source: Dynamic) -> ScriptResult<Map> {
+        train(s, source, Map::new())
+    }
+
+    /// Measures the SAE over `tokens` activations (default: all of them):
+    /// `#{loss, mse, penalty, l0, explained_variance, dead_fraction, density, log10_density, density_histogram, ...}`.
+    /// Loss, mse and penalty are in the paper's normalised units (E‖x‖² = d_in); `mse_raw` is not.
+    /// `let m = s.evaluate(acts, #{tokens: 100000});`
+    #[rhai_fn(pure, return_raw)]
+    pub fn evaluate(s: &mut Sae, source: Dynamic, opts: Map) -> ScriptResult<Map> {
+        let o = Options::new(&opts, "evaluate", &["tokens", "batch_size"])?;
+        let tokens = u64::try_from(o.int("tokens", 0)?)
+            .map_err(|_| runtime_error("evaluate: tokens must be >= 0"))?;
+        let mut source = source_from(&source, 0, false)?;
+        let evaluation = metrics::evaluate(
+            &s.borrow(),
+            source.as_mut(),
+            tokens,
+            o.int("batch_size", 4096)?,
+        )?;
+        evaluation_map(&evaluation)
+    }
+
+    /// `evaluate` over every activation given. `s.evaluate(acts)`
+    #[rhai_fn(name = "evaluate", pure, return_raw)]
+    pub fn evaluate_all(s: &mut Sae, source: Dynamic) -> ScriptResult<Map> {
+        evaluate(s, source, Map::new())
+    }
+
+    /// Feature activations f [batch, n_features] (dense). `let f = s.encode(x);`
+    #[rhai_fn(pure, return_raw)]
+    pub fn encode(s: &mut Sae, x: Tensor) -> ScriptResult<Tensor> {
+        Ok(Tensor::new(s.borrow().encode(x.inner())?))
+    }
+
+    /// The reconstruction x̂ = f·W_dec + b_dec from codes [batch, n_features]. `let x_hat = s.decode(f);`
+    #[rhai_fn(pure, return_raw)]
+    pub fn decode(s: &mut Sae, f: Tensor) -> ScriptResult<Tensor> {
+        Ok(Tensor::new(s.borrow().decode(f.inner())?))
+    }
+
+    /// One differentiable pass: `#{x_hat, f, mse, penalty, aux, loss}` (scalars are tensors).
+    /// `let out = s.forward(x); out.loss.backward();`
+    #[rhai_fn(pure, return_raw)]
+    pub fn forward(s: &mut Sae, x: Tensor) -> ScriptResult<Map> {
+        forward_with(s, x, Map::new())
+    }
+
+    /// `forward` with loss options `#{l1, l1_scale, dead_mask}`. `s.forward(x, #{l1_scale: 0.5})`
+    #[rhai_fn(name = "forward", pure, return_raw)]
+    pub fn forward_with(s: &mut Sae, x: Tensor, opts: Map) -> ScriptResult<Map> {
+        let sae = s.borrow();
+        let out = sae.forward(x.inner(), &loss_options(&sae, &opts)?)?;
+        let mut m = Map::new();
+        m.insert(
+            "f".into(),
+            Dynamic::from(Tensor::new(out.codes.to_dense()?)),
+        );
+        for (key, t) in [
+            ("x_hat", out.x_hat),
+            ("mse", out.mse),
+            ("penalty", out.penalty),
+            ("aux", out.aux),
+            ("loss", out.loss),
+        ] {
+            m.insert(key.into(), Dynamic::from(Tensor::new(t)));
+        }
+        Ok(m)
+    }
+
+    /// The training loss as a scalar tensor with gradients; options `#{l1, l1_scale, dead_mask}`.
+    /// `let loss = s.loss(x, #{l1_scale: min(1.0, step / 100.0)}); loss.backward();`
+    #[rhai_fn(pure, return_raw)]
+    pub fn loss(s: &mut Sae, x: Tensor, opts: Map) -> ScriptResult<Tensor> {
+        let sae = s.borrow();
+        Ok(Tensor::new(
+            sae.forward(x.inner(), &loss_options(&sae, &opts)?)?.loss,
+        ))
+    }
+
+    /// The loss with the configured λ. `s.loss(x).backward()`
+    #[rhai_fn(name = "loss", pure, return_raw)]
+    pub fn loss_default(s: &mut Sae, x: Tensor) -> ScriptResult<Tensor> {
+        loss(s, x, Map::new())
+    }
+
+    /// The trainable tensors [W_enc, b_enc, W_dec, b_dec], shared with the SAE (for `adam`).
+    /// `let opt = adam(s.parameters(), #{lr: 1e-3});`
+    #[rhai_fn(pure)]
+    pub fn parameters(s: &mut Sae) -> Array {
+        s.borrow()
+            .parameters()
+            .into_iter()
+            .map(Dynamic::from)
+            .collect()
+    }
+
+    /// Rescales decoder rows to unit norm, compensating in the encoder so the SAE computes the same function.
+    /// `s.normalize_decoder();`
+    #[rhai_fn(pure, return_raw)]
+    pub fn normalize_decoder(s: &mut Sae) -> ScriptResult<()> {
+        Ok(s.borrow().normalize_decoder()?)
+    }
+
+    /// Saves in SAELens's layout (cfg.json + sae_weights.safetensors) plus saelab.json. `s.save("runs/sae")`
+    #[rhai_fn(pure, return_raw)]
+    pub fn save(s: &mut Sae, dir: &str) -> ScriptResult<String> {
+        checkpoint::save(&s.borrow(), Path::new(dir), 1.0, None)?;
+        Ok(dir.to_string())
+    }
+
+    /// Loads an SAE saved by saelab or SAELens (onto the CPU). `let s = load_sae("runs/sae");`
+    #[rhai_fn(return_raw)]
+    pub fn load_sae(dir: &str) -> ScriptResult<Sae> {
+        load_sae_with(dir, Map::new())
+    }
+
+    /// Loads an SAE with `#{device}`. `load_sae("runs/sae", #{device: device()})`
+    #[rhai_fn(name = "load_sae", return_raw)]
+    pub fn load_sae_with(dir: &str, opts: Map) -> ScriptResult<Sae> {
+        let o = Options::new(&opts, "load_sae", &["device"])?;
+        let device = match o.string("device")? {
+            Some(name) => crate::core::tensor::parse_device(&name)?,
+            None => tch::Device::Cpu,
+        };
+        Ok(Rc::new(RefCell::new(checkpoint::load(
+            Path::new(dir),
+            device,
+        )?)))
+    }
+
+    /// Short runs at each learning rate of `lrs`, each from a fresh SAE built from `opts` after `seed(seed)`;
+    /// returns `[#{lr, loss, mse, l0, explained_variance, dead_fraction, error}]` (the paper chose its rate this way).
+    /// `let runs = lr_sweep(#{d_in: 64, n_features: 512}, acts, #{lrs: [1e-4, 1e-3, 1e-2], steps: 200});`
+    #[rhai_fn(return_raw)]
+    pub fn lr_sweep(opts: Map, source: Dynamic, cfg: Map) -> ScriptResult<Array> {
+        let sae_cfg = sae_config(&opts)?;
+        let lrs = match cfg.get("lrs") {
+            Some(v) => crate::script::convert::floats(v, "lr_sweep: lrs")?,
+            None => {
+                return Err(runtime_error(
+                    "lr_sweep: give the learning rates, e.g. #{lrs: [1e-4, 1e-3, 1e-2]}",
+                ))
+            }
+        };
+        let train_cfg = TrainConfig {
+            show_progress: false,
+            ..train_config(&cfg, "lr_sweep", &["lrs"])?
+        };
+        let seed = train_cfg.seed;
+        let points = trainer::lr_sweep(&lrs, &train_cfg, || {
+            crate::core::rng::seed(seed);
+            let fresh = crate::core::sae::Sae::new(sae_cfg.clone())?;
+            let source = source_from(&source, seed, true)
+                .map_err(|e| crate::core::Error::invalid(e.to_string()))?;
+            Ok((fresh, source))
+        })?;
+        Ok(points
+            .iter()
+            .map(|p| {
+                let mut m = match &p.report {
+                    Some(r) => history_map(&r.last),
+                    None => Map::new(),
+                };
+                m.insert("lr".into(), Dynamic::from(p.lr));
+                if p.report.is_none() {
+                    m.insert("loss".into(), Dynamic::from(FLOAT::NAN));
+                }
+                m.insert(
+                    "error".into(),
+                    p.error.clone().map_or(Dynamic::UNIT, Dynamic::from),
+                );
+                Dynamic::from_map(m)
+            })
+            .collect())
+    }
+
+    /// Toy data with known features (Elhage et al. 2022): `#{x, directions}` where each row of x is a sparse
+    /// non-negative sum of `active` (on average) of `n_true` unit directions in `d` dimensions.
+    /// `let toy = superposition(#{n_true: 512, d: 64, active: 4, tokens: 32768});`
+    #[rhai_fn(return_raw)]
+    pub fn superposition(opts: Map) -> ScriptResult<Map> {
+        let o = Options::new(&opts, "superposition", &["n_true", "d", "active", "tokens"])?;
+        let data = synthetic::superposition(
+            o.int("n_true", 512)?,
+            o.int("d", 64)?,
+            o.f64("active", 4.0)?,
+            o.int("tokens", 32768)?,
+        )?;
+        let mut m = Map::new();
+        m.insert("x".into(), Dynamic::from(Tensor::new(data.activations)));
+        m.insert(
+            "directions".into(),
+            Dynamic::from(Tensor::new(data.directions)),
+        );
+        Ok(m)
+    }
+
+    /// For each true direction, the best cosine similarity with a row of `decoder`.
+    /// `max_cosine_similarity(toy.directions, s.decoder).mean().item()`
+    #[rhai_fn(return_raw)]
+    pub fn max_cosine_similarity(directions: Tensor, decoder: Tensor) -> ScriptResult<Tensor> {
+        Ok(Tensor::new(synthetic::max_cosine_similarity(
+            directions.inner(),
+            decoder.inner(),
+        )?))
+    }
+
+    /// Number of dictionary features. `s.n_features`
+    #[rhai_fn(get = "n_features", pure)]
+    pub fn n_features(s: &mut Sae) -> INT {
+        s.borrow().cfg.n_features
+    }
+
+    /// Width of the activations. `s.d_in`
+    #[rhai_fn(get = "d_in", pure)]
+    pub fn d_in(s: &mut Sae) -> INT {
+        s.borrow().cfg.d_in
+    }
+
+    /// The architecture: "relu", "topk" or "jumprelu". `s.kind`
+    #[rhai_fn(get = "kind", pure)]
+    pub fn kind(s: &mut Sae) -> String {
+        s.borrow().cfg.architecture.clone()
+    }
+
+    /// Active features per token of a TopK SAE. `s.k`
+    #[rhai_fn(get = "k", pure)]
+    pub fn k(s: &mut Sae) -> INT {
+        s.borrow().cfg.k
+    }
+
+    /// The sparsity coefficient λ. `s.l1`
+    #[rhai_fn(get = "l1", pure)]
+    pub fn l1(s: &mut Sae) -> FLOAT {
+        s.borrow().cfg.l1_coefficient
+    }
+
+    /// Changes λ (for schedules or sweeps). `s.l1 = 3.0;`
+    #[rhai_fn(set = "l1", return_raw)]
+    pub fn set_l1(s: &mut Sae, l1: FLOAT) -> ScriptResult<()> {
+        if !(l1.is_finite() && l1 >= 0.0) {
+            return Err(runtime_error(format!(
+                "l1 must be a finite number >= 0, got {l1}"
+            )));
+        }
+        s.borrow_mut().cfg.l1_coefficient = l1;
+        Ok(())
+    }
+
+    /// W_dec [n_features, d_in]: row i is feature i's direction (the parameter itself; `.detach()` to analyse).
+    #[rhai_fn(get = "decoder", pure)]
+    pub fn decoder(s: &mut Sae) -> Tensor {
+        s.borrow().weights.w_dec.clone()
+    }
+
+    /// W_enc as [n_features, d_in]: row i detects feature i (SAELens stores its transpose).
+    #[rhai_fn(get = "encoder", pure)]
+    pub fn encoder(s: &mut Sae) -> Tensor {
+        s.borrow().weights.w_enc.clone()
+    }
+
+    /// The encoder bias [n_features]. `s.b_enc`
+    #[rhai_fn(get = "b_enc", pure)]
+    pub fn b_enc(s: &mut Sae) -> Tensor {
+        s.borrow().weights.b_enc.clone()
+    }
+
+    /// The decoder bias [d_in]. `s.b_dec`
+    #[rhai_fn(get = "b_dec", pure)]
+    pub fn b_dec(s: &mut Sae) -> Tensor {
+        s.borrow().weights.b_dec.clone()
+    }
+
+    /// Printable summary. `print(s)`
+    #[rhai_fn(name = "to_string", pure)]
+    pub fn sae_to_string(s: &mut Sae) -> String {
+        let s = s.borrow();
+        let c = &s.cfg;
+        let detail = match c.architecture.as_str() {
+            "topk" => format!("k={}", c.k),
+            _ => format!("l1={}", c.l1_coefficient),
+        };
+        format!(
+            "sae({}, d_in={}, n_features={}, {detail})",
+            c.architecture, c.d_in, c.n_features
+        )
+    }
+
+    /// Same as `to_string`; used by `debug` and the REPL.
+    #[rhai_fn(name = "to_debug", pure)]
+    pub fn sae_to_debug(s: &mut Sae) -> String {
+        sae_to_string(s)
+    }
+}
