@@ -1,10 +1,10 @@
 //! Language models in scripts: load a GGUF model, tokenize, run it, read its
 //! activations, generate text.
-use rhai::plugin::*;
 use crate::core::model::{GenerateOptions, HookPoint, Model, Site};
 use crate::core::tensor::parse_device;
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
+use rhai::plugin::*;
 use rhai::{Array, Map, INT};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
