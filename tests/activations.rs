@@ -69,7 +69,7 @@ fn harvested_rows_are_the_models_activations_with_their_tokens() {
             assert!(info.window_position > 0);
             let acts = model
                 .run(
-                    &[info.window.clone()],
+                    std::slice::from_ref(&info.window),
                     &Hooks::reading(&[Site::resid_pre(3)]),
                     Logits::Skip,
                 )
