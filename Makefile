@@ -35,8 +35,15 @@ demo: build
 test: setup
 	cargo test --release --no-fail-fast
 
+# SAE training throughput: saelab's native and scripted loops, then the same
+# loops in plain PyTorch (when the active Python has torch), same thread count.
+THREADS ?= $(shell nproc)
 bench: build
 	cargo bench --bench op_overhead
+	OMP_NUM_THREADS=$(THREADS) ./target/release/saelab run benches/sae_throughput.rhai
+	@if python3 -c 'import torch' 2>/dev/null; then \
+		python3 benches/sae_throughput.py --threads $(THREADS); \
+	else echo "benches/sae_throughput.py skipped: this Python has no torch"; fi
 
 clean:
 	cargo clean

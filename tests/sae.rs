@@ -289,3 +289,19 @@ fn sae_functions_are_documented_for_help() {
         assert!(!entry.summary.is_empty(), "{name} has no doc");
     }
 }
+
+#[test]
+fn sae_scripts_and_bench_parse() {
+    let engine = saelab::script::new_engine(Default::default());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in [
+        "scripts/custom_sae_loop.rhai",
+        "scripts/dead_features.rhai",
+        "benches/sae_throughput.rhai",
+    ] {
+        let source = std::fs::read_to_string(root.join(file)).unwrap();
+        if let Err(err) = engine.compile(&source) {
+            panic!("{file}: {err}");
+        }
+    }
+}

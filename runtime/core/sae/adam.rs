@@ -1,7 +1,7 @@
 //! Adam for the native SAE trainer. libtorch's optimiser (core::optim) hides
 //! its moment estimates, but a resumed run must continue with exactly the
 //! same ones, and resampling a dead feature must reset its rows — so the
-//! trainer keeps its own, written as PyTorch's single-tensor Adam:
+//! trainer keeps its own, with the update of PyTorch's single-tensor Adam:
 //!
 //!   m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,
 //!   p ← p − lr·(m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε).
@@ -43,30 +43,51 @@ impl Adam {
         })
     }
 
-    /// One update with learning rate `lr` from the parameters' current gradients.
-    pub fn update(&mut self, lr: f64) -> Result<()> {
+    /// One update with learning rate `lr` from `grads` (one per parameter,
+    /// in order; undefined ones are skipped). Seven passes over each
+    /// parameter, as in PyTorch's single-tensor Adam: the step is folded
+    /// into the denominator so that a single addcdiv applies it.
+    pub fn update(&mut self, grads: &[tch::Tensor], lr: f64) -> Result<()> {
+        if grads.len() != self.params.len() {
+            return Err(Error::invalid(format!(
+                "Adam got {} gradients for {} parameters",
+                grads.len(),
+                self.params.len()
+            )));
+        }
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(Error::invalid(format!(
+                "Adam needs a learning rate > 0, got {lr}"
+            )));
+        }
         let _guard = tch::no_grad_guard();
         self.step += 1;
         let (beta1, beta2) = self.betas;
         let correction1 = 1.0 - beta1.powi(self.step as i32);
         let correction2_sqrt = (1.0 - beta2.powi(self.step as i32)).sqrt();
-        for (i, (_, p)) in self.params.iter().enumerate() {
-            let grad = p.inner().f_grad()?;
+        // p += m / denom with denom = −(c₁/lr)·(√v / √c₂ + ε).
+        let scale = -correction1 / lr;
+        for (i, ((_, p), grad)) in self.params.iter().zip(grads).enumerate() {
             if !grad.defined() {
                 continue;
             }
-            let _ = self.m[i].f_lerp_(&grad, 1.0 - beta1)?;
-            let _ = self.v[i].f_mul_scalar_(beta2)?;
-            let _ = self.v[i].f_add_(&grad.f_square()?.f_mul_scalar(1.0 - beta2)?)?;
-            let denom = self.v[i]
-                .f_sqrt()?
-                .f_div_scalar(correction2_sqrt)?
-                .f_add_scalar(self.eps)?;
-            let update = self.m[i].f_div(&denom)?.f_mul_scalar(-lr / correction1)?;
+            let _ = self.m[i].f_lerp_(grad, 1.0 - beta1)?;
+            let _ = self.v[i].f_lerp_(&grad.f_square()?, 1.0 - beta2)?;
+            let mut denom = self.v[i].f_sqrt()?;
+            let _ = denom.f_mul_scalar_(scale / correction2_sqrt)?;
+            let _ = denom.f_add_scalar_(scale * self.eps)?;
             let mut param = p.inner().shallow_clone();
-            let _ = param.f_add_(&update)?;
+            let _ = param.f_addcdiv_(&self.m[i], &denom)?;
         }
         Ok(())
+    }
+
+    /// The parameters, in the order `update` expects gradients.
+    pub fn params(&self) -> Vec<tch::Tensor> {
+        self.params
+            .iter()
+            .map(|(_, p)| p.inner().shallow_clone())
+            .collect()
     }
 
     /// Forgets the moments of some rows (dim 0) of one parameter, so a
@@ -119,6 +140,24 @@ impl Adam {
     }
 }
 
+/// Scales `grads` in place so their joint L2 norm is at most `max_norm`, as
+/// `torch.nn.utils.clip_grad_norm_` does; returns the norm before clipping.
+pub fn clip_global_norm(grads: &[tch::Tensor], max_norm: f64) -> Result<f64> {
+    let _guard = tch::no_grad_guard();
+    let mut squared = 0.0;
+    for g in grads.iter().filter(|g| g.defined()) {
+        squared += g.f_norm()?.f_double_value(&[])?.powi(2);
+    }
+    let total = squared.sqrt();
+    let coefficient = max_norm / (total + 1e-6);
+    if coefficient < 1.0 {
+        for g in grads.iter().filter(|g| g.defined()) {
+            let _ = g.shallow_clone().f_mul_scalar_(coefficient)?;
+        }
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,7 +187,7 @@ mod tests {
                     .sum(Kind::Float)
                     .backward();
             }
-            adam.update(1e-3).unwrap();
+            adam.update(&[mine.inner().grad()], 1e-3).unwrap();
             reference.step().unwrap();
         }
         let diff = (mine.inner() - theirs.inner())
@@ -156,5 +195,16 @@ mod tests {
             .max()
             .double_value(&[]);
         assert!(diff < 1e-6, "{diff}");
+    }
+
+    #[test]
+    fn clipping_scales_to_the_joint_norm() {
+        let grads = [
+            tch::Tensor::from_slice(&[3.0f32]),
+            tch::Tensor::from_slice(&[4.0f32]),
+        ];
+        assert!((clip_global_norm(&grads, 1.0).unwrap() - 5.0).abs() < 1e-6);
+        let after: f64 = grads.iter().map(|g| g.double_value(&[0]).powi(2)).sum();
+        assert!((after.sqrt() - 1.0).abs() < 1e-5);
     }
 }

@@ -124,7 +124,7 @@ pub fn save(sae: &Sae, dir: &Path, scale: f64, training: Option<Value>) -> Resul
         .map_err(|e| Error::invalid(e.to_string()))?;
     write_atomic(&dir.join(CFG_FILE), &cfg)?;
     let mut ours = json!({ "format": 1, "settings": saelab_settings(&sae.cfg) });
-    if let Some(training) = training {
+    if let Some(training) = training.or_else(|| sae.training_summary.clone()) {
         ours["training"] = training;
     }
     let ours = serde_json::to_string_pretty(&ours).map_err(|e| Error::invalid(e.to_string()))?;
@@ -193,7 +193,9 @@ pub fn load(dir: &Path, device: tch::Device) -> Result<Sae> {
     } else {
         None
     };
-    Sae::from_parts(cfg, w_enc, b_enc, w_dec, b_dec, log_threshold)
+    let mut sae = Sae::from_parts(cfg, w_enc, b_enc, w_dec, b_dec, log_threshold)?;
+    sae.training_summary = training_summary(dir)?;
+    Ok(sae)
 }
 
 fn config_from_saelens(fields: &Map<String, Value>, path: &Path) -> Result<SaeConfig> {

@@ -291,6 +291,9 @@ pub struct Sae {
     /// True until the first training run: the trainer then initialises b_dec
     /// from data and treats the weights as living in the normalised space.
     pub fresh: bool,
+    /// What the last training run reported (steps, tokens, scale, final
+    /// metrics); saved to saelab.json beside the SAELens files.
+    pub training_summary: Option<serde_json::Value>,
     arch: Box<dyn Architecture>,
 }
 
@@ -365,6 +368,7 @@ impl Sae {
             cfg,
             weights,
             fresh: false,
+            training_summary: None,
             arch,
         })
     }
@@ -539,6 +543,7 @@ impl Sae {
             log_threshold,
         )?;
         sae.fresh = self.fresh;
+        sae.training_summary = self.training_summary.clone();
         Ok(sae)
     }
 

@@ -137,13 +137,13 @@ impl ActivationSource for TensorSource {
 
     fn scale(&mut self) -> Result<f64> {
         let _guard = tch::no_grad_guard();
-        let squared_norms = self
+        // Squares in the data's dtype, sums in f64: no f64 copy of the data.
+        let total = self
             .data
-            .f_totype(Kind::Double)?
             .f_square()?
-            .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?;
-        let mean = squared_norms.f_mean(None::<Kind>)?.f_double_value(&[])?;
-        scale_for(mean, self.dim())
+            .f_sum(Kind::Double)?
+            .f_double_value(&[])?;
+        scale_for(total / self.rows() as f64, self.dim())
     }
 
     fn position(&self) -> u64 {

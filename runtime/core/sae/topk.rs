@@ -8,9 +8,18 @@
 //! and decoded by summing the k gathered decoder rows (an embedding bag), so
 //! the decoder and both backward passes cost O(batch·k·d_in) instead of
 //! O(batch·n_features·d_in) — the idea behind OpenAI's sparse kernels.
+//! Gathering costs a [batch, k, d_in] copy, which loses to the dense encoder
+//! backward when there are few features per active one, so small SAEs keep
+//! the dense encoder (with gradients) and only decode sparsely.
 use super::{Architecture, Codes, Encoded, SaeConfig, Weights};
 use crate::core::{Error, Result};
 use tch::Kind;
+
+/// From this many features per active feature up, the winners are
+/// recomputed from gathered encoder rows; below, the dense encoder keeps its
+/// gradients. The crossover measured on a CPU (benches/sae_throughput.rhai,
+/// d_in 576, k 32) lies near 32 (n_features ≈ 1000).
+const SPARSE_ENCODER_MIN_RATIO: i64 = 32;
 
 pub struct TopK {
     k: i64,
@@ -67,6 +76,21 @@ fn centred_sum_of_squares(x: &tch::Tensor) -> Result<f64> {
         .f_double_value(&[])?)
 }
 
+/// The chosen pre-activations with gradients: read from `pre` when it has
+/// them (the dense path), recomputed from gathered rows otherwise.
+fn selected(
+    w: &Weights,
+    input: &tch::Tensor,
+    pre: &tch::Tensor,
+    indices: &tch::Tensor,
+) -> Result<tch::Tensor> {
+    if pre.requires_grad() {
+        Ok(pre.f_gather(1, indices, false)?)
+    } else {
+        selected_pre_activations(w, input, indices)
+    }
+}
+
 impl Architecture for TopK {
     fn name(&self) -> &'static str {
         "topk"
@@ -78,14 +102,17 @@ impl Architecture for TopK {
 
     fn encode(&self, w: &Weights, x: &tch::Tensor) -> Result<Encoded> {
         let input = w.encoder_input(x, self.apply_b_dec_to_input)?;
-        let pre = {
+        let sparse = self.n_features >= SPARSE_ENCODER_MIN_RATIO * self.k;
+        let pre = if sparse {
             let _guard = tch::no_grad_guard();
             input
                 .f_detach()?
                 .f_linear(w.w_enc.inner(), Some(w.b_enc.inner()))?
+        } else {
+            input.f_linear(w.w_enc.inner(), Some(w.b_enc.inner()))?
         };
-        let (_, indices) = pre.f_topk(self.k, -1, true, false)?;
-        let values = selected_pre_activations(w, &input, &indices)?.f_relu()?;
+        let (_, indices) = pre.f_detach()?.f_topk(self.k, -1, true, false)?;
+        let values = selected(w, &input, &pre, &indices)?.f_relu()?;
         let codes = Codes::Sparse {
             values,
             indices,
@@ -130,7 +157,7 @@ impl Architecture for TopK {
             let masked = pre.f_where_scalarother(&dead.f_unsqueeze(0)?, f64::NEG_INFINITY)?;
             masked.f_topk(self.k_aux.min(n_dead), -1, true, false)?
         };
-        let values = selected_pre_activations(w, &enc.input, &indices)?.f_relu()?;
+        let values = selected(w, &enc.input, pre, &indices)?.f_relu()?;
         let codes = Codes::Sparse {
             values,
             indices,
@@ -205,28 +232,55 @@ mod tests {
 
     #[test]
     fn gradients_match_the_dense_formulation() {
-        let sae = tiny(2);
-        let x = tch::Tensor::from_slice(&[3.0f32, 1.0, 2.0, 0.5, 2.0, 1.0]).reshape([2, 3]);
-        sae.forward(&x, &LossOptions::default())
-            .unwrap()
-            .loss
-            .backward();
-        let sparse_grad = crate::core::sae::deep_copy(&sae.weights.w_enc.inner().grad()).unwrap();
-        sae.zero_grad().unwrap();
-        // Dense reference: pre with gradients, mask all but the top k.
-        let w = &sae.weights;
-        let pre = x.linear(w.w_enc.inner(), Some(w.b_enc.inner()));
-        let (_, idx) = pre.topk(2, -1, true, false);
-        let mask = pre.zeros_like().scatter_value(1, &idx, 1.0);
-        let f = pre.relu() * mask;
-        let x_hat = f.matmul(w.w_dec.inner()) + w.b_dec.inner();
-        (x - x_hat)
-            .square()
-            .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
-            .mean(Kind::Float)
-            .backward();
-        let dense_grad = w.w_enc.inner().grad();
-        assert!(f64::try_from((sparse_grad - dense_grad).abs().max()).unwrap() < 1e-5);
+        // Both encoder paths: 4 features for k = 2 stays dense, 64 recomputes
+        // the winners from gathered rows.
+        for (n, x) in [
+            (
+                4,
+                tch::Tensor::from_slice(&[3.0f32, 1.0, 2.0, 0.5, 2.0, 1.0]).reshape([2, 3]),
+            ),
+            (
+                64,
+                tch::Tensor::randn([5, 3], (Kind::Float, tch::Device::Cpu)),
+            ),
+        ] {
+            let sae = if n == 4 {
+                tiny(2)
+            } else {
+                let mut cfg = SaeConfig::new("topk", 3, n).unwrap();
+                cfg.k = 2;
+                Sae::new(cfg).unwrap()
+            };
+            let out = sae.forward(&x, &LossOptions::default()).unwrap();
+            out.loss.backward();
+            let grads: Vec<tch::Tensor> = sae
+                .parameters()
+                .iter()
+                .map(|p| crate::core::sae::deep_copy(&p.inner().grad()).unwrap())
+                .collect();
+            sae.zero_grad().unwrap();
+            // Dense reference: pre with gradients, mask all but the top k.
+            let w = &sae.weights;
+            let input = &x - w.b_dec.inner();
+            let pre = input.linear(w.w_enc.inner(), Some(w.b_enc.inner()));
+            let (_, idx) = pre.topk(2, -1, true, false);
+            let mask = pre.zeros_like().scatter_value(1, &idx, 1.0);
+            let f = pre.relu() * mask;
+            let x_hat = f.matmul(w.w_dec.inner()) + w.b_dec.inner();
+            let loss = (&x - x_hat)
+                .square()
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+                .mean(Kind::Float);
+            assert!(
+                (loss.double_value(&[]) - out.loss.double_value(&[])).abs() < 1e-5,
+                "n = {n}"
+            );
+            loss.backward();
+            for (mine, p) in grads.iter().zip(sae.parameters()) {
+                let diff = f64::try_from((mine - p.inner().grad()).abs().max()).unwrap();
+                assert!(diff < 1e-5, "n = {n}: gradient differs by {diff}");
+            }
+        }
     }
 
     #[test]

@@ -6,14 +6,14 @@
 //! resampling (ReLU) or AuxK (TopK); metrics are logged every `log_every`
 //! steps to the history and a CSV; checkpoints are written periodically
 //! and a killed run resumes from the newest one exactly.
-use super::adam::Adam;
+use super::adam::{clip_global_norm, Adam};
 use super::checkpoint::{self, latest_checkpoint, write_step_checkpoint};
 use super::init::{decoder_bias, DecoderBiasInit};
 use super::metrics::StepMetrics;
 use super::resample::resample_dead_features;
 use super::{ActivationSource, LossOptions, Sae};
 use crate::core::tensor_io::{load_tensors, save_tensors};
-use crate::core::{interrupt, optim, progress, Error, Result, Tensor};
+use crate::core::{interrupt, progress, Error, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -34,14 +34,16 @@ struct LoopState {
     tokens_at_last_resample: u64,
     resampled: u64,
     history: Vec<HistoryRecord>,
-    /// Sums since the last history entry (loss, mse, penalty, aux, l0, ev) and their count.
-    pending: [f64; 6],
+    /// Sums since the last history entry (loss, mse, penalty, aux) and their count.
+    pending: [f64; 4],
     pending_steps: u64,
     architecture: String,
     d_in: i64,
     n_features: i64,
     total_steps: u64,
     batch_size: i64,
+    /// The data order and resampling draws depend on it, so a resumed run must use it too.
+    seed: u64,
 }
 
 /// Trains `sae` on `source`; the SAE is left in raw units (the scale folded
@@ -166,6 +168,7 @@ impl<'a> Trainer<'a> {
             n_features: sae.cfg.n_features,
             total_steps: cfg.steps,
             batch_size: cfg.batch_size,
+            seed: cfg.seed,
             input_scale: 1.0,
             ..Default::default()
         };
@@ -257,24 +260,25 @@ impl<'a> Trainer<'a> {
             ..Default::default()
         };
         let out = self.sae.forward(&x, &opts)?;
-        let metrics = StepMetrics::of(&x, &out)?;
+        let metrics = StepMetrics::of(&x, &out, self.logs_after(step))?;
         if !metrics.loss.is_finite() {
             return Err(self.non_finite(step, metrics.loss));
         }
-        self.sae.zero_grad()?;
-        out.loss.f_backward()?;
-        optim::clip_grad_norm(&self.sae.parameters(), self.cfg.max_grad_norm)?;
-        self.adam.update(self.cfg.lr_at(step))?;
+        // Gradients as fresh tensors rather than accumulated into .grad: no
+        // zeroing pass and no read-modify-write of every gradient.
+        let grads = tch::Tensor::f_run_backward(&[&out.loss], &self.adam.params(), false, false)?;
+        clip_global_norm(&grads, self.cfg.max_grad_norm)?;
+        self.adam.update(&grads, self.cfg.lr_at(step))?;
         if self.sae.architecture().unit_norm_decoder() {
             self.sae.project_decoder_to_unit_norm()?;
         }
-        self.track_firing(&out.codes.firing_counts()?, x.size()[0])?;
+        self.track_firing(&out.codes.fired()?, x.size()[0])?;
         self.state.step += 1;
         self.state.tokens += x.size()[0] as u64;
         self.accumulate(&metrics);
         self.bar.set_position(self.state.step);
-        if self.state.step.is_multiple_of(self.cfg.log_every) || self.state.step == self.cfg.steps {
-            self.log()?;
+        if self.logs_after(step) {
+            self.log(&metrics)?;
         }
         if self.resample_due() {
             self.resample()?;
@@ -300,9 +304,8 @@ impl<'a> Trainer<'a> {
         ))
     }
 
-    fn track_firing(&mut self, counts: &tch::Tensor, batch: i64) -> Result<()> {
+    fn track_firing(&mut self, fired: &tch::Tensor, batch: i64) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        let fired = counts.f_gt(0.0)?;
         let older = self.since_fired.f_add_scalar(batch as f64)?;
         self.since_fired = older.f_where_scalarother(&fired.f_logical_not()?, 0.0)?;
         Ok(())
@@ -319,16 +322,22 @@ impl<'a> Trainer<'a> {
     }
 
     fn accumulate(&mut self, m: &StepMetrics) {
-        let values = [m.loss, m.mse, m.penalty, m.aux, m.l0, m.explained_variance];
+        let values = [m.loss, m.mse, m.penalty, m.aux];
         for (sum, v) in self.state.pending.iter_mut().zip(values) {
             *sum += v;
         }
         self.state.pending_steps += 1;
     }
 
-    fn log(&mut self) -> Result<()> {
+    /// Whether the step about to run ends with a history entry.
+    fn logs_after(&self, step: u64) -> bool {
+        (step + 1).is_multiple_of(self.cfg.log_every) || step + 1 == self.cfg.steps
+    }
+
+    fn log(&mut self, last: &StepMetrics) -> Result<()> {
         let n = self.state.pending_steps.max(1) as f64;
-        let [loss, mse, penalty, aux, l0, explained_variance] = self.state.pending.map(|s| s / n);
+        let [loss, mse, penalty, aux] = self.state.pending.map(|s| s / n);
+        let (l0, explained_variance) = (last.l0, last.explained_variance);
         let (since, tokens_then) = self.window_started;
         let tokens_per_sec =
             (self.state.tokens - tokens_then) as f64 / since.elapsed().as_secs_f64().max(1e-9);
@@ -348,7 +357,7 @@ impl<'a> Trainer<'a> {
             tokens_per_sec,
         };
         self.state.history.push(record);
-        self.state.pending = [0.0; 6];
+        self.state.pending = [0.0; 4];
         self.state.pending_steps = 0;
         self.window_started = (Instant::now(), self.state.tokens);
         self.bar.set_message(format!(
@@ -449,6 +458,7 @@ impl<'a> Trainer<'a> {
             state.n_features,
             state.total_steps,
             state.batch_size,
+            state.seed,
         );
         let ours = (
             &self.sae.cfg.architecture,
@@ -456,10 +466,11 @@ impl<'a> Trainer<'a> {
             self.sae.cfg.n_features,
             self.cfg.steps,
             self.cfg.batch_size,
+            self.cfg.seed,
         );
         if theirs != ours {
             return Err(Error::invalid(format!(
-                "the checkpoint in {} is for (architecture, d_in, n_features, steps, batch_size) = {theirs:?}, but this run is {ours:?}; \
+                "the checkpoint in {} is for (architecture, d_in, n_features, steps, batch_size, seed) = {theirs:?}, but this run is {ours:?}; \
                  use another checkpoint_dir or resume: false",
                 dir.display()
             )));
@@ -513,6 +524,7 @@ impl<'a> Trainer<'a> {
             self.sae.fold_input_scale(self.state.input_scale)?;
             self.scaled = false;
         }
+        self.sae.training_summary = Some(self.summary());
         let seconds = self.started.elapsed().as_secs_f64();
         let run_tokens = self.state.tokens
             - self

@@ -78,12 +78,7 @@ fn a_seeded_cpu_run_repeats_exactly() {
 fn a_killed_run_resumes_from_its_checkpoint_exactly() {
     let x = data();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig {
-        checkpoint_dir: Some(dir.path().join("run")),
-        checkpoint_every: 10,
-        resample_every: 8,
-        ..quick(30)
-    };
+    let cfg = cfg_with_dir(dir.path());
     let [mut straight, mut killed, mut resumed]: [Sae; 3] =
         copies("relu", 3).try_into().ok().unwrap();
     let mut source = TensorSource::new(&x, 4, true).unwrap();
@@ -118,6 +113,29 @@ fn a_killed_run_resumes_from_its_checkpoint_exactly() {
     assert_eq!(losses(&report), losses(&resumed_report));
     let csv = std::fs::read_to_string(dir.path().join("run/history.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 6);
+    // Another seed would continue with another data order: refused.
+    let mut other = fresh("relu");
+    let mut source = TensorSource::new(&x, 5, true).unwrap();
+    let err = train(
+        &mut other,
+        &mut source,
+        TrainConfig {
+            seed: 5,
+            ..cfg_with_dir(dir.path())
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("seed"), "{err}");
+}
+
+fn cfg_with_dir(dir: &std::path::Path) -> TrainConfig {
+    TrainConfig {
+        checkpoint_dir: Some(dir.join("run")),
+        checkpoint_every: 10,
+        resample_every: 8,
+        ..quick(30)
+    }
 }
 
 /// Serves good batches, then NaN from step `bad_from` on.
