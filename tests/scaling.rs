@@ -1,5 +1,5 @@
 //! Scaling-law fits from scripts recover known parameters; CSV round-trips.
-use crate::support::{eval, eval_err, float};
+use crate::support::{eval, eval_err, float, floats};
 
 /// Synthetic loss curves L = a·C^−0.25 (+ 0.5) with 1% multiplicative noise
 /// (hence the log-space fit, which weighs every point alike).
@@ -112,4 +112,73 @@ fn an_interrupted_sweep_resumes_without_repeating_finished_runs() {
         vec![4, 2, 4],
         "only the two unfinished runs run again"
     );
+}
+
+/// A small native sweep on toy data: two widths × two lengths, written to `csv`.
+fn native_sweep(csv: &str, kind: &str) -> String {
+    format!(
+        "seed(3);
+         let toy = superposition(#{{n_true: 64, d: 16, active: 2, tokens: 2048}});
+         let held = superposition(#{{n_true: 64, d: 16, active: 2, tokens: 512}});
+         sweep(#{{n_features: [32, 64], steps: [4, 8]}},
+               #{{source: toy.x, held_out: held.x, csv: \"{csv}\", kind: \"{kind}\", k: 4,
+                  batch_size: 128, lr: 3e-3, progress: false}})"
+    )
+}
+
+#[test]
+fn a_native_sweep_trains_one_sae_per_point_and_counts_its_compute() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("sweep.csv").display().to_string();
+    let runs = eval(&native_sweep(&csv, "topk"))
+        .into_typed_array::<rhai::Map>()
+        .unwrap();
+    assert_eq!(runs.len(), 4);
+    for run in &runs {
+        let get = |k: &str| saelab::script::convert::number(&run[k]).unwrap();
+        let (f, steps, tokens) = (get("n_features"), get("steps"), get("tokens"));
+        assert_eq!(tokens, steps * 128.0);
+        assert_eq!(
+            get("compute"),
+            6.0 * 16.0 * (f + 4.0) * tokens,
+            "TopK FLOPs"
+        );
+        assert!(get("loss").is_finite() && get("l0") <= 4.0 + 1e-9);
+        assert_eq!(run["kind"].to_string(), "topk");
+    }
+    let on_disk = eval(&format!("read_csv(\"{csv}\").len()"))
+        .as_int()
+        .unwrap();
+    assert_eq!(on_disk, 4);
+}
+
+#[test]
+fn a_native_sweep_rerun_skips_finished_runs_unless_settings_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("sweep.csv").display().to_string();
+    let seconds = |script: &str| floats(&format!("{script}.map(|r| r.seconds)"));
+    let first = seconds(&native_sweep(&csv, "topk"));
+    // Finished runs come back from the CSV: the same timings, nothing retrained.
+    assert_eq!(seconds(&native_sweep(&csv, "topk")), first);
+    // Another architecture is another run, even at the same grid point.
+    let relu = seconds(&native_sweep(&csv, "relu"));
+    assert_ne!(relu, first);
+    let rows = eval(&format!("read_csv(\"{csv}\").len()"))
+        .as_int()
+        .unwrap();
+    assert_eq!(rows, 8);
+}
+
+#[test]
+fn a_native_sweep_rejects_unknown_keys_and_missing_sources() {
+    let err = eval_err("sweep(#{n_features: [8]}, #{csv: \"x.csv\"})");
+    assert!(err.contains("give the activations"), "{err}");
+    let err = eval_err("sweep(#{n_featurs: [8]}, #{source: randn([64, 4]), progress: false})");
+    assert!(
+        err.contains("unknown option or grid key 'n_featurs'"),
+        "{err}"
+    );
+    let err =
+        eval_err("sweep(#{n_features: [8], steps: [2]}, #{source: randn([64, 4]), batch_size: 0})");
+    assert!(err.contains("batch_size"), "{err}");
 }

@@ -6,6 +6,36 @@ use crate::script::error::{runtime_error, ScriptResult};
 use rhai::{Array, Dynamic, Map};
 use std::path::Path;
 
+/// The runs of a grid: a map of arrays `#{n_features: [256, 512], steps: [100, 1000]}`
+/// gives every combination (in key order, the last key varying fastest); an
+/// array of maps gives exactly those points (an isoFLOP design, say).
+pub fn points_of(grid: &Dynamic) -> ScriptResult<Vec<Map>> {
+    if let Some(map) = grid.read_lock::<Map>() {
+        return grid_points(&map);
+    }
+    let Some(array) = grid.read_lock::<Array>() else {
+        return Err(runtime_error(format!(
+            "sweep: the grid must be a map of arrays or an array of maps, got {}",
+            grid.type_name()
+        )));
+    };
+    if array.is_empty() {
+        return Err(runtime_error("sweep: the grid has no points"));
+    }
+    array
+        .iter()
+        .enumerate()
+        .map(|(i, point)| {
+            point.read_lock::<Map>().map(|m| m.clone()).ok_or_else(|| {
+                runtime_error(format!(
+                    "sweep: grid point {i} is a {}, not a map",
+                    point.type_name()
+                ))
+            })
+        })
+        .collect()
+}
+
 /// Every combination of a grid map `#{n_features: [256, 512], steps: [100, 1000]}`,
 /// in key order with the last key varying fastest.
 pub fn grid_points(grid: &Map) -> ScriptResult<Vec<Map>> {
@@ -70,16 +100,20 @@ pub fn load_rows(csv: &str) -> ScriptResult<Vec<Map>> {
         .collect()
 }
 
-/// Runs `run(point)` for every grid point not yet in `csv`, appending each
-/// result (merged with its point) as soon as it finishes.
+/// Runs `run(point)` for every point not yet in `csv`, appending each
+/// result (merged with its point) as soon as it finishes. Without a CSV every
+/// point runs and nothing is written.
 pub fn run_sweep(
-    grid: &Map,
-    csv: &str,
+    points: Vec<Map>,
+    csv: Option<&str>,
     mut run: impl FnMut(&Map) -> ScriptResult<Map>,
 ) -> ScriptResult<Array> {
-    let mut rows = load_rows(csv)?;
+    let mut rows = match csv {
+        Some(path) => load_rows(path)?,
+        None => Vec::new(),
+    };
     let mut results = Array::new();
-    for point in grid_points(grid)? {
+    for point in points {
         if let Some(done) = finished_row(&rows, &point) {
             results.push(done.clone().into());
             continue;
@@ -87,8 +121,10 @@ pub fn run_sweep(
         let mut row = point.clone();
         row.extend(run(&point)?);
         rows.push(row.clone());
-        let all: Array = rows.iter().cloned().map(Dynamic::from).collect();
-        csv_rows::write(csv, &all)?;
+        if let Some(path) = csv {
+            let all: Array = rows.iter().cloned().map(Dynamic::from).collect();
+            csv_rows::write(path, &all)?;
+        }
         results.push(row.into());
     }
     Ok(results)

@@ -18,13 +18,13 @@ use std::rc::Rc;
 pub type Sae = Rc<RefCell<sae::Sae>>;
 
 #[rustfmt::skip]
-const SAE_KEYS: &[&str] = &[
+pub(crate) const SAE_KEYS: &[&str] = &[
     "d_in", "n_features", "kind", "k", "l1", "k_aux", "aux_coefficient", "apply_b_dec_to_input",
     "decoder_init_norm", "jumprelu_threshold", "jumprelu_bandwidth", "device", "model_name",
     "hook_name", "context_size", "prepend_bos", "dataset_path",
 ];
 
-fn sae_config(opts: &Map) -> ScriptResult<SaeConfig> {
+pub(crate) fn sae_config(opts: &Map) -> ScriptResult<SaeConfig> {
     let o = Options::new(opts, "sae", SAE_KEYS)?;
     let required = |key: &str| -> ScriptResult<i64> {
         if !o.has(key) {
@@ -58,7 +58,7 @@ fn sae_config(opts: &Map) -> ScriptResult<SaeConfig> {
 }
 
 #[rustfmt::skip]
-const TRAIN_KEYS: &[&str] = &[
+pub(crate) const TRAIN_KEYS: &[&str] = &[
     "steps", "tokens", "batch_size", "lr", "betas", "eps", "l1_warmup", "lr_decay", "max_grad_norm",
     "normalize", "b_dec_init", "b_dec_init_tokens", "dead_features", "dead_window",
     "resample_every", "resample_tokens", "log_every", "csv", "checkpoint_dir", "checkpoint_every",
@@ -71,7 +71,7 @@ fn non_negative(o: &Options, key: &str, default: u64) -> ScriptResult<u64> {
         .map_err(|_| runtime_error(format!("train: {key} must be >= 0, got {value}")))
 }
 
-fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptResult<TrainConfig> {
+pub(crate) fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptResult<TrainConfig> {
     let mut known = TRAIN_KEYS.to_vec();
     known.extend_from_slice(extra);
     let o = Options::new(opts, context, &known)?;
@@ -132,7 +132,7 @@ fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptResult<Train
 
 /// Activations from a script value: a [tokens, d_in] tensor now; the
 /// activation store will be accepted here too.
-fn source_from(
+pub(crate) fn source_from(
     value: &Dynamic,
     seed: u64,
     shuffle: bool,

@@ -223,17 +223,39 @@ pub mod scaling_api {
         training_flops(d_in, n_features, tokens, "relu", 0)
     }
 
-    /// Runs a closure for every point of a grid, appending one CSV row per
-    /// finished run; a re-run skips runs already in the CSV (resume after a kill).
+    /// Runs a closure for every point of a grid (a map of arrays, every combination;
+    /// or an array of point maps), appending one CSV row per finished run; a re-run
+    /// skips runs already in the CSV (resume after a kill).
     /// `sweep(#{n_features: [256, 1024], steps: [100, 1000]}, |run| train_one(run), "runs/sweep.csv")`
-    #[rhai_fn(return_raw)]
-    pub fn sweep(ctx: NativeCallContext, grid: Map, run: FnPtr, csv: &str) -> ScriptResult<Array> {
-        crate::script::sweep::run_sweep(&grid, csv, |point| {
+    #[rhai_fn(name = "sweep", return_raw)]
+    pub fn sweep_with_closure(
+        ctx: NativeCallContext,
+        grid: Dynamic,
+        run: FnPtr,
+        csv: &str,
+    ) -> ScriptResult<Array> {
+        let points = crate::script::sweep::points_of(&grid)?;
+        crate::script::sweep::run_sweep(points, Some(csv), |point| {
             let result: Dynamic = run.call_within_context(&ctx, (Dynamic::from(point.clone()),))?;
             result
                 .try_cast::<Map>()
                 .ok_or_else(|| runtime_error("sweep: the run closure must return a map of results"))
         })
+    }
+
+    /// Trains one SAE per grid point on `cfg.source` (a store or a [tokens, d_in] tensor) and returns a
+    /// row per run: `#{n_features, steps, tokens, compute, loss, mse, l0, explained_variance, dead_fraction, ...}`.
+    /// Grid keys and other cfg keys are any `sae(...)` or `s.train(...)` option; `held_out` (activations to evaluate on),
+    /// `eval_tokens`, `csv` (one row appended per finished run; a re-run skips them) and `save_dir` configure the sweep.
+    /// `sweep(#{n_features: [512, 2048], steps: [100, 300]}, #{source: store, held_out: test_store, csv: "runs/sweep.csv"})`
+    #[rhai_fn(return_raw)]
+    pub fn sweep(grid: Dynamic, cfg: Map) -> ScriptResult<Array> {
+        let spec = crate::script::api::sae_sweep::SweepSpec::parse(&cfg)?;
+        let points = crate::script::sweep::points_of(&grid)?
+            .iter()
+            .map(|p| spec.identify(p))
+            .collect();
+        crate::script::sweep::run_sweep(points, spec.csv.as_deref(), |point| spec.run(point))
     }
 
     /// Reads a CSV file with a header row into an array of maps (numbers parsed).
