@@ -182,3 +182,49 @@ fn a_native_sweep_rejects_unknown_keys_and_missing_sources() {
         eval_err("sweep(#{n_features: [8], steps: [2]}, #{source: randn([64, 4]), batch_size: 0})");
     assert!(err.contains("batch_size"), "{err}");
 }
+
+/// An isoFLOP sweep of a known joint law L = 1 + 30/√F + 30/√S with
+/// S = C / (100·F), whose optimum is F_opt = √C / 10.
+const ISOFLOP_RUNS: &str = "
+    let runs = [];
+    for c in [1e6, 1e7, 1e8] {
+        for f in [16, 32, 64, 128, 256, 512, 1024, 2048, 4096] {
+            let s = c / (100.0 * f);
+            runs.push(#{n_features: f, steps: s, compute: c, loss: 1.0 + 30.0 / f.to_float().sqrt() + 30.0 / s.sqrt()});
+        }
+    }
+    let frontier = compute_frontier(runs, #{tolerance: 0.1});
+";
+
+#[test]
+fn the_scaling_figures_and_summary_come_from_a_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let summary = eval(&format!(
+        "import \"scaling\" as scaling;
+         {ISOFLOP_RUNS}
+         let fit = scaling::loss_vs_compute(runs, frontier, \"{out}/loss.png\");
+         scaling::isoflop_curves(frontier, \"{out}/isoflop.png\");
+         scaling::optimal_allocation(frontier, \"{out}/allocation.png\");
+         scaling::summary(runs, frontier, fit)"
+    ))
+    .into_string()
+    .unwrap();
+    for name in ["loss.png", "isoflop.png", "allocation.png"] {
+        let bytes = std::fs::read(dir.path().join(name)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "{name}");
+    }
+    // F_opt = √C / 10: 100, 316, 1000, the nearest widths on the grid being 128, 256 and 1024.
+    assert!(summary.contains("| 1.0e8 | 1024 | 976.6 |"), "{summary}");
+    assert!(summary.contains("| 1.0e6 | 128 | 78.13 |"), "{summary}");
+}
+
+#[test]
+fn the_frontier_hands_back_each_buckets_runs() {
+    let sizes = eval(&format!(
+        "{ISOFLOP_RUNS} frontier.buckets.map(|b| b.len())"
+    ))
+    .into_typed_array::<i64>()
+    .unwrap();
+    assert_eq!(sizes, vec![9, 9, 9]);
+}

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 pub const MODULES: &[(&str, &str)] = &[
     ("stats", include_str!("../../stdlib/stats.rhai")),
     ("nn", include_str!("../../stdlib/nn.rhai")),
+    ("scaling", include_str!("../../stdlib/scaling.rhai")),
 ];
 
 /// The source of a shipped module, if `name` is one.

@@ -94,6 +94,8 @@ pub struct FrontierPoint {
     pub run_id: usize,
     /// Runs in the bucket.
     pub n_runs: usize,
+    /// `id`s of every run in the bucket, by increasing compute: its isoFLOP curve.
+    pub run_ids: Vec<usize>,
     pub optimum: Optimum,
 }
 
@@ -238,6 +240,7 @@ fn optimum(bucket: &[&Run], parabola: bool) -> Result<FrontierPoint, FitError> {
         loss: best.loss,
         run_id: best.id,
         n_runs: bucket.len(),
+        run_ids: bucket.iter().map(|r| r.id).collect(),
         optimum: Optimum::Argmin,
     };
     if let Some(vertex) = parabola.then(|| parabola_vertex(bucket)).flatten() {

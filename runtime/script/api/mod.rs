@@ -73,7 +73,7 @@ pub fn topics() -> Vec<Topic> {
         ),
         topic(
             "io",
-            "tensors in safetensors files",
+            "tensors in safetensors files, text files",
             exported_module!(io::io_api),
         ),
         topic(

@@ -164,7 +164,8 @@ pub mod scaling_api {
     }
 
     /// The compute-optimal frontier of runs (maps with n_features, steps, compute, loss):
-    /// per isoFLOP bucket the best run, then F_opt ∝ C^α_F and S_opt ∝ C^α_S.
+    /// per isoFLOP bucket the best run, then F_opt ∝ C^α_F and S_opt ∝ C^α_S. Returns
+    /// `#{points, features, steps, grows_faster, runs (the best run of each bucket), buckets (each bucket's runs)}`.
     #[rhai_fn(return_raw)]
     pub fn compute_frontier(runs: Array) -> ScriptResult<Dynamic> {
         compute_frontier_with(runs, Map::new())
@@ -184,6 +185,15 @@ pub mod scaling_api {
             .map(|p| runs[p.run_id].clone())
             .collect();
         map.insert("runs".into(), chosen.into());
+        let buckets: Array = frontier
+            .points
+            .iter()
+            .map(|p| {
+                let members: Array = p.run_ids.iter().map(|&id| runs[id].clone()).collect();
+                Dynamic::from_array(members)
+            })
+            .collect();
+        map.insert("buckets".into(), buckets.into());
         Ok(map.into())
     }
 
