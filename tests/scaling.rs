@@ -212,7 +212,10 @@ fn the_scaling_figures_and_summary_come_from_a_sweep() {
     .unwrap();
     for name in ["loss.png", "isoflop.png", "allocation.png"] {
         let bytes = std::fs::read(dir.path().join(name)).unwrap();
-        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "{name}");
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+            "{name}"
+        );
     }
     // F_opt = √C / 10: 100, 316, 1000, the nearest widths on the grid being 128, 256 and 1024.
     assert!(summary.contains("| 1.0e8 | 1024 | 976.6 |"), "{summary}");
@@ -221,10 +224,59 @@ fn the_scaling_figures_and_summary_come_from_a_sweep() {
 
 #[test]
 fn the_frontier_hands_back_each_buckets_runs() {
-    let sizes = eval(&format!(
-        "{ISOFLOP_RUNS} frontier.buckets.map(|b| b.len())"
-    ))
-    .into_typed_array::<i64>()
-    .unwrap();
+    let sizes = eval(&format!("{ISOFLOP_RUNS} frontier.buckets.map(|b| b.len())"))
+        .into_typed_array::<i64>()
+        .unwrap();
     assert_eq!(sizes, vec![9, 9, 9]);
+}
+
+#[test]
+fn the_scaling_study_script_runs_end_to_end_on_the_model() {
+    // The study at toy size: a few thousand harvested tokens, three budgets.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/scaling_laws.rhai");
+    let sets = [
+        format!("out={out}"),
+        "train_tokens=3000".into(),
+        "heldout_tokens=1000".into(),
+        "batch=64".into(),
+        "c_min=1e9".into(),
+        "c_max=4e9".into(),
+        "budgets=3".into(),
+        "min_steps=5".into(),
+    ];
+    let mut cmd = crate::support::saelab();
+    cmd.arg("run").arg(&script);
+    for set in &sets {
+        cmd.args(["--set", set]);
+    }
+    let output = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for name in [
+        "runs.csv",
+        "loss_vs_compute.png",
+        "isoflop.png",
+        "allocation.png",
+        "SUMMARY.md",
+    ] {
+        assert!(dir.path().join(name).exists(), "{name} missing:\n{stdout}");
+    }
+    let summary = std::fs::read_to_string(dir.path().join("SUMMARY.md")).unwrap();
+    assert!(
+        summary.contains("α_F = ") && summary.contains("α_S = "),
+        "{summary}"
+    );
+    let runs = eval(&format!("read_csv(\"{out}/runs.csv\").len()"))
+        .as_int()
+        .unwrap();
+    assert_eq!(
+        runs, 6,
+        "budgets 1e9, 2e9, 4e9 FLOPs admit 1, 2 and 3 widths of ≥ 5 steps"
+    );
 }

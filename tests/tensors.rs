@@ -1,5 +1,5 @@
 //! Numeric checks of the tensor bindings against known values.
-use crate::support::{assert_close, eval, float, floats};
+use crate::support::{assert_close, eval, eval_err, float, floats};
 
 #[test]
 fn gradient_of_sum_of_squares_is_twice_x() {
@@ -70,6 +70,18 @@ fn comparisons_give_bool_tensors_usable_as_masks() {
         parts[1].clone().into_typed_array::<f64>().unwrap(),
         vec![2.0, 4.0]
     );
+}
+
+#[test]
+fn a_mask_over_rows_selects_rows_and_a_wrong_mask_is_an_error() {
+    let rows = eval(
+        "let x = tensor([[1.0, 2.0], [30.0, 40.0], [5.0, 6.0]]); x[x.norm(1, false) < 10.0].shape",
+    )
+    .into_typed_array::<i64>()
+    .unwrap();
+    assert_eq!(rows, vec![2, 2]);
+    let err = eval_err("let x = zeros([3, 2]); x[tensor([true, false])]");
+    assert!(err.contains("shape") || err.contains("size"), "{err}");
 }
 
 #[test]

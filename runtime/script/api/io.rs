@@ -31,14 +31,16 @@ pub mod io_api {
     /// `write_text("runs/scaling/SUMMARY.md", summary)`
     #[rhai_fn(return_raw)]
     pub fn write_text(path: &str, text: &str) -> ScriptResult<()> {
-        Ok(crate::core::sae::checkpoint::write_atomic(Path::new(path), text)?)
+        Ok(crate::core::sae::checkpoint::write_atomic(
+            Path::new(path),
+            text,
+        )?)
     }
 
     /// Reads a whole text file. `let notes = read_text("runs/scaling/SUMMARY.md");`
     #[rhai_fn(return_raw)]
     pub fn read_text(path: &str) -> ScriptResult<String> {
-        std::fs::read_to_string(path)
-            .map_err(|e| crate::core::Error::io(Path::new(path), e).into())
+        std::fs::read_to_string(path).map_err(|e| crate::core::Error::io(Path::new(path), e).into())
     }
 
     /// Loads every tensor of a safetensors file into a map. `let t = load_tensors("w.safetensors");`

@@ -157,7 +157,8 @@ pub mod shape_api {
         wrap(t.inner().f_select(0, resolve_index(i, size, "x[i]")?))
     }
 
-    /// `x[mask]`: the elements where a bool tensor is true, as a 1-d tensor.
+    /// `x[mask]`, as in PyTorch: a mask of x's shape gives the elements where it is true (1-d);
+    /// a mask over the leading dims gives those rows, e.g. `x[x.norm(1, false) < 10.0]`.
     #[rhai_fn(index_get, pure, return_raw)]
     pub fn index_mask(t: &mut Tensor, mask: Tensor) -> ScriptResult<Tensor> {
         if mask.kind()? != tch::Kind::Bool {
@@ -165,7 +166,7 @@ pub mod shape_api {
                 "x[mask]: the mask must be a bool tensor (e.g. x > 0)",
             ));
         }
-        wrap(t.inner().f_masked_select(mask.inner()))
+        wrap(t.inner().f_index(&[Some(mask.inner())]))
     }
 
     /// `x[i] = value`: fills the i-th slice with a number.
