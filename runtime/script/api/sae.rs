@@ -2,10 +2,12 @@
 //! in Rhai, evaluate, save and load in SAELens's layout.
 use crate::core::sae::trainer::{DeadFeatureRemedy, HistoryRecord, TrainConfig, TrainReport};
 use crate::core::sae::{
-    self, init::DecoderBiasInit, metrics::Evaluation, ActivationSource, SaeConfig, TensorSource,
+    self, init::DecoderBiasInit, metrics::Evaluation, ActivationSource, SaeConfig, StoreSource,
+    TensorSource,
 };
 use crate::core::tensor::parse_device;
 use crate::core::Tensor;
+use crate::script::api::activations::ScriptStore;
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
@@ -130,20 +132,23 @@ fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptResult<Train
     })
 }
 
-/// Activations from a script value: a [tokens, d_in] tensor now; the
-/// activation store will be accepted here too.
+/// Activations from a script value: a [tokens, d_in] tensor or an
+/// activation store (`open_store`, `m.harvest`).
 fn source_from(
     value: &Dynamic,
     seed: u64,
     shuffle: bool,
 ) -> ScriptResult<Box<dyn ActivationSource>> {
-    match value.read_lock::<Tensor>() {
-        Some(t) => Ok(Box::new(TensorSource::new(t.inner(), seed, shuffle)?)),
-        None => Err(runtime_error(format!(
-            "expected activations as a [tokens, d_in] tensor, got {}",
-            value.type_name()
-        ))),
+    if let Some(t) = value.read_lock::<Tensor>() {
+        return Ok(Box::new(TensorSource::new(t.inner(), seed, shuffle)?));
     }
+    if let Some(store) = value.read_lock::<ScriptStore>() {
+        return Ok(Box::new(StoreSource::new(store.clone(), seed, shuffle)?));
+    }
+    Err(runtime_error(format!(
+        "expected activations as a [tokens, d_in] tensor or an activation store, got {}",
+        value.type_name()
+    )))
 }
 
 fn history_map(h: &HistoryRecord) -> Map {
@@ -308,7 +313,7 @@ pub mod sae_api {
         train(s, source, Map::new())
     }
 
-    /// Measures the SAE over `tokens` activations (default: all of them):
+    /// Measures the SAE over `tokens` activations (a tensor or a store; default: all of them):
     /// `#{loss, mse, penalty, l0, explained_variance, dead_fraction, density, log10_density, density_histogram, ...}`.
     /// Loss, mse and penalty are in the paper's normalised units (E‖x‖² = d_in); `mse_raw` is not.
     /// `let m = s.evaluate(acts, #{tokens: 100000});`
