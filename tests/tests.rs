@@ -10,5 +10,6 @@ mod notebook;
 mod plots;
 mod repl;
 mod sae;
+mod sae_model;
 mod scaling;
 mod tensors;
