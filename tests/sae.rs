@@ -315,6 +315,7 @@ fn sae_functions_are_documented_for_help() {
         "load_sae",
         "lr_sweep",
         "normalize_decoder",
+        "ce_loss_recovered",
     ] {
         let entry = index
             .entries

@@ -11,5 +11,6 @@ mod plots;
 mod repl;
 mod sae;
 mod sae_model;
+mod sae_resume;
 mod scaling;
 mod tensors;
