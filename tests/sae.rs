@@ -42,6 +42,30 @@ fn topk_sae_recovers_superposed_features() {
 }
 
 #[test]
+fn jumprelu_sae_trains_to_a_sensible_l0() {
+    one_thread();
+    let value = eval(&format!(
+        "{TOY}
+         let s = sae(#{{d_in: 64, n_features: 1024, kind: \"jumprelu\", l1: 2.0, jumprelu_threshold: 0.5, jumprelu_bandwidth: 0.5}});
+         let r = s.train(toy.x, #{{steps: 400, batch_size: 512, lr: 5e-3, log_every: 50, progress: false}});
+         let m = s.evaluate(toy.x);
+         [r.history[0].l0, m.l0, m.explained_variance, max_cosine_similarity(toy.directions, s.decoder).mean().item()]"
+    ))
+    .into_typed_array::<f64>()
+    .ok();
+    let Some([first_l0, l0, explained, recovery]) = value.as_deref() else {
+        panic!("unexpected result {value:?}");
+    };
+    // About 4 true features are active per token.
+    assert!(
+        (1.0..=12.0).contains(l0) && l0 < first_l0,
+        "L0 {first_l0} → {l0}"
+    );
+    assert!(*explained >= 0.5, "explained variance {explained}");
+    assert!(*recovery >= 0.75, "mean max cosine similarity {recovery}");
+}
+
+#[test]
 fn training_on_an_activation_store_recovers_features_as_the_tensor_does() {
     one_thread();
     let value = eval(&format!(

@@ -69,7 +69,10 @@ fn a_killed_training_resumes_from_its_last_checkpoint_and_ends_as_an_unbroken_ru
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("not resumed: {resumed}"));
-    assert!(from >= 50 && from < 3000 && from % 50 == 0, "{resumed}");
+    assert!(
+        (50..3000).contains(&from) && from.is_multiple_of(50),
+        "{resumed}"
+    );
     assert!(
         resumed.ends_with("steps=3000 tokens=192000 history=60"),
         "{resumed}"

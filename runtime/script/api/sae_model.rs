@@ -132,7 +132,7 @@ pub fn measure(
     Ok((result, probe.tokens()))
 }
 
-/// The four numbers under `prefix`-less keys: ce_clean, ce_spliced, ce_zero, and `recovered_key`.
+/// Inserts ce_clean, ce_spliced, ce_zero, and the fraction recovered under `recovered_key`.
 pub fn insert_ce(m: &mut Map, result: &metrics::CeLossRecovered, recovered_key: &str) {
     for (key, value) in [
         ("ce_clean", result.clean),
