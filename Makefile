@@ -35,15 +35,14 @@ demo: build
 test: setup
 	cargo test --release --no-fail-fast
 
-# SAE training throughput: saelab's native and scripted loops, then the same
-# loops in plain PyTorch (when the active Python has torch), same thread count.
+# SAE training throughput: saelab's native and scripted loops and the same
+# loops in plain PyTorch (when $(PYTHON) has torch), interleaved, same thread
+# count, with a table of medians and ratios.
 THREADS ?= $(shell nproc)
+PYTHON ?= python3
 bench: build
 	cargo bench --bench op_overhead
-	OMP_NUM_THREADS=$(THREADS) ./target/release/saelab run benches/sae_throughput.rhai
-	@if python3 -c 'import torch' 2>/dev/null; then \
-		python3 benches/sae_throughput.py --threads $(THREADS); \
-	else echo "benches/sae_throughput.py skipped: this Python has no torch"; fi
+	SAELAB=./target/release/saelab PYTHON=$(PYTHON) THREADS=$(THREADS) benches/sae_throughput.sh
 
 clean:
 	cargo clean

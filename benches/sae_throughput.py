@@ -3,17 +3,22 @@ training steps (d_in 576, batch 4096, n_features 4096 and 16384, TopK k = 32)
 written as a researcher would in PyTorch, timed the same way, on the same
 thread count. Needs `torch` in the active Python.
 
-    python3 benches/sae_throughput.py [--steps 4] [--threads 2] [--width 4096]
+    python3 benches/sae_throughput.py [--steps 6] [--threads 2] [--width 4096] [--csv rows.csv]
+
+`--summarize A.csv B.csv ...` (no torch needed) reads the rows both sides
+wrote over interleaved repetitions (benches/sae_throughput.sh) and prints
+medians and the ratios the SAE issue sets as goals.
 """
 import argparse
+import csv
+import statistics
+import sys
 import time
-
-import torch
 
 D, BATCH, K = 576, 4096, 32
 
 
-def sae(n, norm):
+def sae(torch, n, norm):
     w_dec = torch.randn(n, D)
     w_dec = w_dec / w_dec.norm(dim=1, keepdim=True) * norm
     params = [
@@ -25,7 +30,7 @@ def sae(n, norm):
     return params, torch.optim.Adam(params, lr=5e-5, betas=(0.9, 0.999))
 
 
-def relu_step(params, opt, x):
+def relu_step(torch, params, opt, x):
     w_enc, b_enc, w_dec, b_dec = params
     f = torch.relu(x @ w_enc.T + b_enc)
     x_hat = f @ w_dec + b_dec
@@ -39,7 +44,7 @@ def relu_step(params, opt, x):
     return loss.item()
 
 
-def topk_step(params, opt, x):
+def topk_step(torch, params, opt, x):
     w_enc, b_enc, w_dec, b_dec = params
     pre = (x - b_dec) @ w_enc.T + b_enc
     top = pre.topk(K, dim=-1)
@@ -54,31 +59,92 @@ def topk_step(params, opt, x):
     return loss.item()
 
 
-def tokens_per_sec(step, params, opt, data, steps):
-    step(params, opt, data[0])
+def tokens_per_sec(torch, step, params, opt, data, steps):
+    step(torch, params, opt, data[0])
     start = time.perf_counter()
     for i in range(1, steps + 1):
-        step(params, opt, data[i % len(data)])
+        step(torch, params, opt, data[i % len(data)])
     return steps * BATCH / (time.perf_counter() - start)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--width", type=int, action="append")
-    args = parser.parse_args()
+def bench(args):
+    import torch
+
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = torch.randn(4, BATCH, D)
     print(f"torch {torch.__version__}, {args.threads} threads")
     print(f"{'run':<14} {'n_features':>10} {'tokens_per_sec':>15} {'gflops':>8}")
+    rows = []
     for n in args.width or [4096, 16384]:
         for name, step, norm in [("pytorch relu", relu_step, 0.1), ("pytorch topk", topk_step, 1.0)]:
-            params, opt = sae(n, norm)
-            tps = tokens_per_sec(step, params, opt, data, args.steps)
-            print(f"{name:<14} {n:>10} {tps:>15.1f} {tps * 10 * D * n / 1e9:>8.2f}")
+            params, opt = sae(torch, n, norm)
+            tps = tokens_per_sec(torch, step, params, opt, data, args.steps)
+            gflops = tps * 10 * D * n / 1e9
+            print(f"{name:<14} {n:>10} {tps:>15.1f} {gflops:>8.2f}")
+            rows.append({"run": name, "n_features": n, "tokens_per_sec": tps, "gflops": gflops})
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+# (numerator, denominator, goal): ratios of median tokens/s the issue asks for.
+RATIOS = [
+    ("native relu", "pytorch relu", 1.0),
+    ("native topk", "pytorch topk", 2.0),
+    ("scripted relu", "native relu", 0.95),
+    ("native topk", "dense topk", None),
+]
+
+
+def summarize(paths):
+    runs, peaks = {}, []
+    for path in paths:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                key = (int(float(row["n_features"])), row["run"])
+                runs.setdefault(key, []).append(float(row["tokens_per_sec"]))
+                if row.get("peak_gflops"):
+                    peaks.append(float(row["peak_gflops"]))
+    peak = statistics.median(peaks) if peaks else float("nan")
+    print(f"\nmatmul peak (saelab, median): {peak:.1f} GFLOP/s")
+    print(f"{'run':<14} {'n_features':>10} {'median tok/s':>13} {'min':>8} {'max':>8} {'reps':>4} {'GFLOP/s':>8} {'% peak':>7}")
+    for (n, run), values in sorted(runs.items()):
+        median = statistics.median(values)
+        flops = 2 * D * n + 8 * D * K if run == "native topk" else 10 * D * n
+        gflops = median * flops / 1e9
+        print(
+            f"{run:<14} {n:>10} {median:>13.1f} {min(values):>8.1f} {max(values):>8.1f} "
+            f"{len(values):>4} {gflops:>8.2f} {100 * gflops / peak:>6.1f}%"
+        )
+    print(f"\n{'ratio (median tok/s)':<30} {'n_features':>10} {'ratio':>7} {'goal':>6}")
+    for top, bottom, goal in RATIOS:
+        for n in sorted({n for n, _ in runs}):
+            if (n, top) in runs and (n, bottom) in runs:
+                ratio = statistics.median(runs[(n, top)]) / statistics.median(runs[(n, bottom)])
+                shown = f"≥{goal:g}" if goal else ""
+                print(f"{top + ' / ' + bottom:<30} {n:>10} {ratio:>7.2f} {shown:>6}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--width", type=int, action="append")
+    parser.add_argument("--csv")
+    parser.add_argument("--summarize", nargs="+", metavar="CSV")
+    args = parser.parse_args()
+    if args.summarize:
+        summarize(args.summarize)
+        return
+    if args.threads is None:
+        import torch
+
+        args.threads = torch.get_num_threads()
+    bench(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -42,6 +42,56 @@ fn topk_sae_recovers_superposed_features() {
 }
 
 #[test]
+fn jumprelu_sae_trains_to_a_sensible_l0() {
+    one_thread();
+    let value = eval(&format!(
+        "{TOY}
+         let s = sae(#{{d_in: 64, n_features: 1024, kind: \"jumprelu\", l1: 2.0, jumprelu_threshold: 0.5, jumprelu_bandwidth: 0.5}});
+         let r = s.train(toy.x, #{{steps: 400, batch_size: 512, lr: 5e-3, log_every: 50, progress: false}});
+         let m = s.evaluate(toy.x);
+         [r.history[0].l0, m.l0, m.explained_variance, max_cosine_similarity(toy.directions, s.decoder).mean().item()]"
+    ))
+    .into_typed_array::<f64>()
+    .ok();
+    let Some([first_l0, l0, explained, recovery]) = value.as_deref() else {
+        panic!("unexpected result {value:?}");
+    };
+    // About 4 true features are active per token.
+    assert!(
+        (1.0..=12.0).contains(l0) && l0 < first_l0,
+        "L0 {first_l0} → {l0}"
+    );
+    assert!(*explained >= 0.5, "explained variance {explained}");
+    assert!(*recovery >= 0.75, "mean max cosine similarity {recovery}");
+}
+
+#[test]
+fn training_on_an_activation_store_recovers_features_as_the_tensor_does() {
+    one_thread();
+    let value = eval(&format!(
+        "{TOY}
+         let store = store_from_tensor(toy.x);
+         let s = sae(#{{d_in: 64, n_features: 1024, kind: \"topk\", k: 4}});
+         let r = s.train(store, #{{steps: 400, batch_size: 512, lr: 5e-3, progress: false}});
+         let on_store = s.evaluate(store);
+         let on_tensor = s.evaluate(toy.x);
+         [max_cosine_similarity(toy.directions, s.decoder).mean().item(), on_store.tokens.to_float(),
+          (on_store.mse - on_tensor.mse).abs() / on_tensor.mse, (r.input_scale - store.scale).abs() / store.scale]"
+    ))
+    .into_typed_array::<f64>()
+    .ok();
+    let Some([recovery, tokens, mse_gap, scale_gap]) = value.as_deref() else {
+        panic!("unexpected result {value:?}");
+    };
+    assert!(*recovery >= 0.9, "mean max cosine similarity {recovery}");
+    assert_eq!(*tokens, 32768.0);
+    assert!(
+        *mse_gap < 1e-5 && *scale_gap < 1e-6,
+        "{mse_gap} {scale_gap}"
+    );
+}
+
+#[test]
 fn train_reports_final_metrics_and_history_and_writes_csv() {
     one_thread();
     let dir = tempfile::tempdir().unwrap();
@@ -196,6 +246,19 @@ fn activations_of_the_wrong_width_are_a_clear_error() {
         err.contains("width 32") && err.contains("d_in is 64"),
         "{err}"
     );
+    let err = eval_err("let s = sae(#{d_in: 64, n_features: 128}); s.train(store_from_tensor(randn([100, 32])), #{steps: 2, progress: false})");
+    assert!(
+        err.contains("width 32") && err.contains("d_in is 64") && err.contains("activation store"),
+        "{err}"
+    );
+    let err =
+        eval_err("sae(#{d_in: 64, n_features: 128}).evaluate(store_from_tensor(randn([100, 32])))");
+    assert!(
+        err.contains("width 32") && err.contains("d_in is 64"),
+        "{err}"
+    );
+    let err = eval_err("sae(#{d_in: 64, n_features: 128}).train([1, 2], #{steps: 2})");
+    assert!(err.contains("tensor or an activation store"), "{err}");
     let err = eval_err("let s = sae(#{d_in: 64, n_features: 128}); s.encode(randn([3, 32]))");
     assert!(
         err.contains("d_in = 64") && err.contains("[3, 32]"),
@@ -276,6 +339,7 @@ fn sae_functions_are_documented_for_help() {
         "load_sae",
         "lr_sweep",
         "normalize_decoder",
+        "ce_loss_recovered",
     ] {
         let entry = index
             .entries

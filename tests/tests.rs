@@ -10,5 +10,7 @@ mod notebook;
 mod plots;
 mod repl;
 mod sae;
+mod sae_model;
+mod sae_resume;
 mod scaling;
 mod tensors;

@@ -7,4 +7,4 @@ pub mod store;
 
 pub use harvest::{harvest, HarvestOptions};
 pub use npy::Dtype;
-pub use store::{Manifest, RowInfo, Store};
+pub use store::{Manifest, RowInfo, Shuffle, Store};

@@ -320,13 +320,7 @@ impl Store {
         scale: f64,
         manifest: Option<Manifest>,
     ) -> Result<Self> {
-        let chunks = match &source {
-            Source::Shards(shards) => shards
-                .iter()
-                .flat_map(|s| chunk_ranges(s.start, s.activations.rows()))
-                .collect(),
-            Source::Memory(_) => chunk_ranges(0, len),
-        };
+        let chunks = chunks_of(&source, len);
         let seed = crate::core::rng::current_seed();
         Ok(Store {
             source,
@@ -337,6 +331,13 @@ impl Store {
             path: None,
             shuffle: RefCell::new(Shuffle::new(chunks, seed)),
         })
+    }
+
+    /// A shuffle buffer of its own over the rows, seeded with `seed`: a
+    /// training run draws from one so that its order repeats (and a resumed
+    /// run can replay it) whatever else reads the store.
+    pub fn shuffle_buffer(&self, seed: u64) -> Shuffle {
+        Shuffle::new(chunks_of(&self.source, self.len), seed)
     }
 
     /// One pass over every row: the scale of a store that has no manifest.
@@ -488,6 +489,16 @@ const CHUNK_ROWS: usize = 4096;
 /// Chunks in the shuffle buffer: 64 × 4096 rows ≈ 262k rows to draw from.
 const POOL_CHUNKS: usize = 64;
 
+fn chunks_of(source: &Source, len: usize) -> Vec<Range<usize>> {
+    match source {
+        Source::Shards(shards) => shards
+            .iter()
+            .flat_map(|s| chunk_ranges(s.start, s.activations.rows()))
+            .collect(),
+        Source::Memory(_) => chunk_ranges(0, len),
+    }
+}
+
 fn chunk_ranges(start: usize, rows: usize) -> Vec<Range<usize>> {
     (0..rows)
         .step_by(CHUNK_ROWS)
@@ -498,7 +509,7 @@ fn chunk_ranges(start: usize, rows: usize) -> Vec<Range<usize>> {
 /// A shuffle buffer over row indices: chunks of rows, taken from all shards
 /// in a random order each epoch, fill a pool; batches draw uniformly from it
 /// without replacement. Reads stay local while batches mix all shards.
-struct Shuffle {
+pub struct Shuffle {
     rng: StdRng,
     chunks: Vec<Range<usize>>,
     next_chunk: usize,
@@ -515,7 +526,8 @@ impl Shuffle {
         }
     }
 
-    fn next(&mut self, n: usize) -> Vec<usize> {
+    /// The indices of the next `n` rows.
+    pub fn next(&mut self, n: usize) -> Vec<usize> {
         let target = n.max(POOL_CHUNKS * CHUNK_ROWS);
         while self.pool.len() < target && !self.chunks.is_empty() {
             if self.next_chunk == self.chunks.len() {

@@ -7,6 +7,7 @@ pub mod gguf;
 pub mod hooks;
 pub mod language_model;
 pub mod llama;
+pub mod splice;
 pub mod tokenizer;
 
 pub use generate::GenerateOptions;
@@ -14,4 +15,5 @@ pub use gguf::{GgufError, GgufFile};
 pub use hooks::{Edit, HookPoint, Hooks, Site};
 pub use language_model::{cache_dir, default_model_path, perplexity, Model, Perplexity};
 pub use llama::{Batch, Config, Forward, KvCache, Llama, Logits, Padding};
+pub use splice::{SpliceProbe, SpliceWindow};
 pub use tokenizer::{Tokenizer, TokenizerError};

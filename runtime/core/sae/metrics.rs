@@ -251,17 +251,29 @@ pub type Splice<'a> = &'a dyn Fn(&tch::Tensor) -> Result<tch::Tensor>;
 /// return its mean next-token cross-entropy; `ce_loss(Some(splice))` the same
 /// with the activations at the SAE's hook replaced by `splice(activations)`.
 /// It is called three times: clean, with the SAE's reconstruction, and with zeros.
+///
+/// `input_scale` is the factor the SAE's inputs were multiplied by in
+/// training when it was not folded into the weights (a loop written in a
+/// script on `store.batch(n) * store.scale`); the splice is then
+/// sae(s·x)/s. SAEs from `train` or `load_sae` take raw activations: 1.
 pub fn ce_loss_recovered(
     sae: &Sae,
+    input_scale: f64,
     mut ce_loss: impl FnMut(Option<Splice>) -> Result<f64>,
 ) -> Result<CeLossRecovered> {
+    if !(input_scale.is_finite() && input_scale > 0.0) {
+        return Err(Error::invalid(format!(
+            "input_scale must be a positive number, got {input_scale}"
+        )));
+    }
     let clean = ce_loss(None)?;
     let reconstruct = |x: &tch::Tensor| -> Result<tch::Tensor> {
         let _guard = tch::no_grad_guard();
         let shape = x.size();
-        let flat = x.f_reshape([-1, sae.cfg.d_in])?;
+        let flat = x.f_reshape([-1, sae.cfg.d_in])?.f_mul_scalar(input_scale)?;
         let out = sae.forward(&flat, &LossOptions::default())?;
-        Ok(out.x_hat.f_reshape(&shape)?.f_totype(x.f_kind()?)?)
+        let x_hat = out.x_hat.f_div_scalar(input_scale)?;
+        Ok(x_hat.f_reshape(&shape)?.f_totype(x.f_kind()?)?)
     };
     let spliced = ce_loss(Some(&reconstruct))?;
     let zeros = |x: &tch::Tensor| -> Result<tch::Tensor> { Ok(x.f_zeros_like()?) };
@@ -337,7 +349,7 @@ mod tests {
         let sae = Sae::new(SaeConfig::new("relu", 4, 8).unwrap()).unwrap();
         let x = tch::Tensor::randn([3, 4], (Kind::Float, tch::Device::Cpu));
         // A stand-in "model" whose loss is the distance from the clean activations.
-        let result = ce_loss_recovered(&sae, |splice| match splice {
+        let result = ce_loss_recovered(&sae, 1.0, |splice| match splice {
             None => Ok(1.0),
             Some(f) => Ok(1.0
                 + f(&x)?

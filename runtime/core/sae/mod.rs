@@ -28,7 +28,7 @@ pub mod topk;
 pub mod trainer;
 
 pub use codes::{Codes, Encoded};
-pub use source::{ActivationSource, TensorSource};
+pub use source::{ActivationSource, StoreSource, TensorSource};
 
 /// What differs between SAE architectures: how the codes are computed and
 /// which sparsity and auxiliary terms the loss has. The decoder, the MSE and

@@ -1,11 +1,13 @@
 //! Where training activations come from. The trainer only needs batches, the
 //! width, the paper's scaling factor and a position it can return to after a
-//! restart; a tensor in memory provides them now, the on-disk activation
-//! store will implement the same trait.
+//! restart; a tensor in memory and the on-disk activation store provide them.
+use crate::core::activations::{Shuffle, Store};
 use crate::core::{Error, Result};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use std::collections::VecDeque;
+use std::rc::Rc;
 use tch::Kind;
 
 /// A stream of activation vectors.
@@ -168,6 +170,129 @@ impl ActivationSource for TensorSource {
     }
 }
 
+/// Rows of an activation store: shuffled across shards through a shuffle
+/// buffer of the source's own (training), or in order (evaluation). The
+/// buffer is drawn from in blocks of [`DRAW_ROWS`], so the order depends only
+/// on the seed, not on the batch sizes asked for, and a resumed run replays
+/// it without reading a row.
+pub struct StoreSource {
+    store: Rc<Store>,
+    seed: u64,
+    /// Rows per draw: [`DRAW_ROWS`], or the whole store if smaller (a draw
+    /// larger than an epoch would mix two epochs and repeat rows in one).
+    block: usize,
+    /// `None` serves the rows in order.
+    shuffle: Option<Shuffle>,
+    drawn: VecDeque<usize>,
+    position: u64,
+}
+
+/// Rows taken from the shuffle buffer at a time.
+const DRAW_ROWS: usize = 4096;
+
+impl StoreSource {
+    /// `shuffle: false` serves the rows in order (evaluation).
+    pub fn new(store: Rc<Store>, seed: u64, shuffle: bool) -> Result<Self> {
+        if store.is_empty() || store.dim() == 0 {
+            return Err(Error::invalid(format!(
+                "the activation store{} is empty",
+                store_name(&store)
+            )));
+        }
+        let shuffle = shuffle.then(|| store.shuffle_buffer(seed));
+        Ok(StoreSource {
+            block: DRAW_ROWS.min(store.len()),
+            store,
+            seed,
+            shuffle,
+            drawn: VecDeque::new(),
+            position: 0,
+        })
+    }
+
+    fn indices(&mut self, n: usize) -> Vec<usize> {
+        let Some(shuffle) = &mut self.shuffle else {
+            let (len, start) = (self.store.len(), self.position as usize);
+            return (start..start + n).map(|i| i % len).collect();
+        };
+        while self.drawn.len() < n {
+            self.drawn.extend(shuffle.next(self.block));
+        }
+        self.drawn.drain(..n).collect()
+    }
+}
+
+fn store_name(store: &Store) -> String {
+    store
+        .path()
+        .map_or_else(String::new, |p| format!(" {}", p.display()))
+}
+
+impl ActivationSource for StoreSource {
+    fn dim(&self) -> i64 {
+        self.store.dim() as i64
+    }
+
+    fn next_batch(&mut self, n: i64) -> Result<tch::Tensor> {
+        if n < 1 {
+            return Err(Error::invalid(format!("batch size must be >= 1, got {n}")));
+        }
+        let indices = self.indices(n as usize);
+        self.position += n as u64;
+        self.store.rows(&indices)
+    }
+
+    /// The store's own factor (from the harvest's running sum of squared
+    /// norms), the same definition as [`TensorSource::scale`].
+    fn scale(&mut self) -> Result<f64> {
+        match self.store.manifest() {
+            Some(m) if m.rows > 0 => scale_for(m.sum_squared_norm / m.rows as f64, self.dim()),
+            _ => {
+                let s = self.store.scale();
+                if !s.is_finite() || s <= 0.0 {
+                    return Err(Error::invalid(format!(
+                        "the activation store{} has scale {s}: its activations contain NaN or Inf, or are all zero",
+                        store_name(&self.store)
+                    )));
+                }
+                Ok(s)
+            }
+        }
+    }
+
+    fn position(&self) -> u64 {
+        self.position
+    }
+
+    fn seek(&mut self, position: u64) -> Result<()> {
+        self.position = position;
+        let Some(shuffle) = &mut self.shuffle else {
+            return Ok(());
+        };
+        *shuffle = self.store.shuffle_buffer(self.seed);
+        let block = self.block as u64;
+        for _ in 0..position / block {
+            let _ = shuffle.next(self.block);
+        }
+        self.drawn = shuffle.next(self.block).into();
+        self.drawn.drain(..(position % block) as usize);
+        Ok(())
+    }
+
+    fn tokens_per_pass(&self) -> Option<u64> {
+        Some(self.store.len() as u64)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "the activation store{} of {} activations of width {}",
+            store_name(&self.store),
+            self.store.len(),
+            self.store.dim()
+        )
+    }
+}
+
 /// s = √(dim / E‖x‖²), with a clear error for data that cannot be scaled.
 pub fn scale_for(mean_squared_norm: f64, dim: i64) -> Result<f64> {
     if !mean_squared_norm.is_finite() {
@@ -224,6 +349,152 @@ mod tests {
         let mut source = TensorSource::new(&data, 0, false).unwrap();
         // E‖x‖² = 12.5, d = 2 → s = √(2 / 12.5) = 0.4
         assert!((source.scale().unwrap() - 0.4).abs() < 1e-12);
+    }
+
+    /// A harvest-layout store folder holding `x`, `shard_rows` rows per shard.
+    fn write_store(dir: &std::path::Path, x: &tch::Tensor, shard_rows: usize) -> Store {
+        use crate::core::activations::{npy, store::ShardInfo, Dtype, Manifest};
+        let (rows, dim) = (x.size()[0] as usize, x.size()[1] as usize);
+        let mut shards = Vec::new();
+        for (i, start) in (0..rows).step_by(shard_rows).enumerate() {
+            let n = shard_rows.min(rows - start);
+            let part = x.narrow(0, start as i64, n as i64).contiguous();
+            let values = Vec::<f32>::try_from(part.reshape([-1])).unwrap();
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let name = format!("shard-{i:05}");
+            let path = |suffix: &str| dir.join(format!("{name}{suffix}"));
+            npy::write(&path(".npy"), Dtype::F32, &[n, dim], &bytes).unwrap();
+            let meta: Vec<u8> = (0..n * 5).flat_map(|_| 0i64.to_le_bytes()).collect();
+            npy::write(&path(".rows.npy"), Dtype::I64, &[n, 5], &meta).unwrap();
+            npy::write(&path(".windows.npy"), Dtype::I64, &[1, 2], &[0u8; 16]).unwrap();
+            let sum_squared_norm = part.square().sum(Kind::Double).double_value(&[]);
+            shards.push(ShardInfo {
+                name,
+                rows: n,
+                first_window: i,
+                windows: 1,
+                sum_squared_norm,
+            });
+        }
+        let sum_squared_norm: f64 = shards.iter().map(|s| s.sum_squared_norm).sum();
+        Manifest {
+            format: crate::core::activations::store::FORMAT,
+            model: "synthetic".into(),
+            layer: 0,
+            hook: "resid_pre".into(),
+            dim,
+            dtype: "f32".into(),
+            context: 2,
+            corpus: "synthetic".into(),
+            excluded: String::new(),
+            tokens_target: rows,
+            windows_done: shards.len(),
+            partial_rows: 0,
+            rows,
+            sum_squared_norm,
+            scale: crate::core::activations::store::scale_for(dim, rows, sum_squared_norm),
+            complete: true,
+            shards,
+        }
+        .write(dir)
+        .unwrap();
+        Store::open(dir).unwrap()
+    }
+
+    #[test]
+    fn a_store_stream_ignores_batch_sizes_and_seeking_replays_it() {
+        let store = Rc::new(Store::from_tensor(&rows(10_000)).unwrap());
+        let mut source = StoreSource::new(store.clone(), 5, true).unwrap();
+        let first = values(&source.next_batch(6000).unwrap());
+        let mut sorted = first.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted.dedup();
+        assert_eq!(sorted.len(), 6000, "rows repeat within an epoch");
+        let expected = values(&source.next_batch(2500).unwrap());
+        let mut pieces = StoreSource::new(store.clone(), 5, true).unwrap();
+        let mut again = Vec::new();
+        for n in [1, 4999, 1000, 500, 2000] {
+            again.extend(values(&pieces.next_batch(n).unwrap()));
+        }
+        assert_eq!(again[..6000], first[..]);
+        assert_eq!(again[6000..], expected[..]);
+        let mut resumed = StoreSource::new(store.clone(), 5, true).unwrap();
+        resumed.seek(6000).unwrap();
+        assert_eq!(values(&resumed.next_batch(2500).unwrap()), expected);
+        let mut other_seed = StoreSource::new(store, 6, true).unwrap();
+        assert_ne!(values(&other_seed.next_batch(6000).unwrap()), first);
+    }
+
+    #[test]
+    fn a_sharded_store_scales_like_the_tensor_and_reads_in_order_for_evaluation() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = tch::Tensor::randn([1000, 8], (Kind::Float, tch::Device::Cpu));
+        let store = Rc::new(write_store(dir.path(), &x, 300));
+        let mut ordered = StoreSource::new(store.clone(), 0, false).unwrap();
+        let mut tensor = TensorSource::new(&x, 0, false).unwrap();
+        let (a, b) = (ordered.scale().unwrap(), tensor.scale().unwrap());
+        assert!((a - b).abs() < 1e-6 * b, "{a} vs {b}");
+        assert_eq!(ordered.tokens_per_pass(), Some(1000));
+        let batch = ordered.next_batch(1000).unwrap();
+        assert!(batch.equal(&x));
+        // Batches of a shuffled pass mix shards and cover every row once.
+        let mut shuffled = StoreSource::new(store, 1, true).unwrap();
+        let firsts = values(&shuffled.next_batch(1000).unwrap());
+        let mut expected = values(&x);
+        let mut got = firsts.clone();
+        expected.sort_by(f64::total_cmp);
+        got.sort_by(f64::total_cmp);
+        assert!(got == expected, "a shuffled pass repeats or misses rows");
+        assert!(firsts != values(&x), "a shuffled pass is in order");
+    }
+
+    #[test]
+    fn a_sharded_store_trains_as_well_as_the_tensor() {
+        use crate::core::sae::{synthetic, trainer, Sae, SaeConfig};
+        crate::core::rng::seed(21);
+        let toy = synthetic::superposition(256, 32, 3.0, 16384).unwrap();
+        let mut cfg = SaeConfig::new("topk", 32, 512).unwrap();
+        cfg.k = 3;
+        let template = Sae::new(cfg).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Rc::new(write_store(dir.path(), &toy.activations, 5000));
+        let train_cfg = trainer::TrainConfig {
+            steps: 300,
+            batch_size: 256,
+            lr: 5e-3,
+            show_progress: false,
+            ..Default::default()
+        };
+        let mut results = Vec::new();
+        let sources: [Box<dyn ActivationSource>; 2] = [
+            Box::new(TensorSource::new(&toy.activations, 3, true).unwrap()),
+            Box::new(StoreSource::new(store.clone(), 3, true).unwrap()),
+        ];
+        for mut source in sources {
+            let mut sae = template.duplicate().unwrap();
+            let report = trainer::train(&mut sae, source.as_mut(), train_cfg.clone()).unwrap();
+            let mut all = StoreSource::new(store.clone(), 0, false).unwrap();
+            let eval = crate::core::sae::metrics::evaluate(&sae, &mut all, 0, 4096).unwrap();
+            let recovery =
+                synthetic::mean_max_cosine_similarity(&toy.directions, sae.weights.w_dec.inner())
+                    .unwrap();
+            results.push((report.input_scale, eval.explained_variance, recovery));
+        }
+        let [(scale_t, ev_t, rec_t), (scale_s, ev_s, rec_s)] = results[..] else {
+            unreachable!()
+        };
+        assert!(
+            (scale_t - scale_s).abs() < 1e-6 * scale_t,
+            "{scale_t} vs {scale_s}"
+        );
+        assert!(
+            rec_t >= 0.9 && rec_s >= 0.9,
+            "recovery {rec_t} (tensor) vs {rec_s} (store)"
+        );
+        assert!(
+            (ev_t - ev_s).abs() < 0.03,
+            "explained variance {ev_t} vs {ev_s}"
+        );
     }
 
     #[test]

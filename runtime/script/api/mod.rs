@@ -11,6 +11,7 @@ pub mod math;
 pub mod model;
 pub mod plot;
 pub mod sae;
+mod sae_model;
 pub mod sae_sweep;
 pub mod scaling;
 pub mod shape;

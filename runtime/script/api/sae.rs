@@ -2,10 +2,14 @@
 //! in Rhai, evaluate, save and load in SAELens's layout.
 use crate::core::sae::trainer::{DeadFeatureRemedy, HistoryRecord, TrainConfig, TrainReport};
 use crate::core::sae::{
-    self, init::DecoderBiasInit, metrics::Evaluation, ActivationSource, SaeConfig, TensorSource,
+    self, init::DecoderBiasInit, metrics::Evaluation, ActivationSource, SaeConfig, StoreSource,
+    TensorSource,
 };
 use crate::core::tensor::parse_device;
 use crate::core::Tensor;
+use crate::script::api::activations::ScriptStore;
+use crate::script::api::model::ScriptModel;
+use crate::script::api::sae_model::{ce_options, insert_ce, measure as measure_ce};
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
@@ -130,20 +134,23 @@ pub(crate) fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptR
     })
 }
 
-/// Activations from a script value: a [tokens, d_in] tensor now; the
-/// activation store will be accepted here too.
+/// Activations from a script value: a [tokens, d_in] tensor or an
+/// activation store (`open_store`, `m.harvest`).
 pub(crate) fn source_from(
     value: &Dynamic,
     seed: u64,
     shuffle: bool,
 ) -> ScriptResult<Box<dyn ActivationSource>> {
-    match value.read_lock::<Tensor>() {
-        Some(t) => Ok(Box::new(TensorSource::new(t.inner(), seed, shuffle)?)),
-        None => Err(runtime_error(format!(
-            "expected activations as a [tokens, d_in] tensor, got {}",
-            value.type_name()
-        ))),
+    if let Some(t) = value.read_lock::<Tensor>() {
+        return Ok(Box::new(TensorSource::new(t.inner(), seed, shuffle)?));
     }
+    if let Some(store) = value.read_lock::<ScriptStore>() {
+        return Ok(Box::new(StoreSource::new(store.clone(), seed, shuffle)?));
+    }
+    Err(runtime_error(format!(
+        "expected activations as a [tokens, d_in] tensor or an activation store, got {}",
+        value.type_name()
+    )))
 }
 
 fn history_map(h: &HistoryRecord) -> Map {
@@ -308,23 +315,77 @@ pub mod sae_api {
         train(s, source, Map::new())
     }
 
-    /// Measures the SAE over `tokens` activations (default: all of them):
+    /// Measures the SAE over `tokens` activations (a tensor or a store; default: all of them):
     /// `#{loss, mse, penalty, l0, explained_variance, dead_fraction, density, log10_density, density_histogram, ...}`.
     /// Loss, mse and penalty are in the paper's normalised units (E‖x‖² = d_in); `mse_raw` is not.
-    /// `let m = s.evaluate(acts, #{tokens: 100000});`
+    /// With `model` and `corpus` (a corpus, a text or texts) it adds `ce_clean`, `ce_spliced`, `ce_zero` and
+    /// `ce_loss_recovered` over `ce_tokens` (1024) predictions; options `layer`, `hook` (default: the store's), `context`.
+    /// `let m = s.evaluate(store, #{tokens: 100000, model: m, corpus: demo_corpus(#{split: "heldout"})});`
     #[rhai_fn(pure, return_raw)]
     pub fn evaluate(s: &mut Sae, source: Dynamic, opts: Map) -> ScriptResult<Map> {
-        let o = Options::new(&opts, "evaluate", &["tokens", "batch_size"])?;
+        #[rustfmt::skip]
+        let known = ["tokens", "batch_size", "model", "corpus", "layer", "hook", "ce_tokens", "ce_batch_size",
+                     "context", "input_scale"];
+        let o = Options::new(&opts, "evaluate", &known)?;
         let tokens = u64::try_from(o.int("tokens", 0)?)
             .map_err(|_| runtime_error("evaluate: tokens must be >= 0"))?;
-        let mut source = source_from(&source, 0, false)?;
+        let mut activations = source_from(&source, 0, false)?;
         let evaluation = metrics::evaluate(
             &s.borrow(),
-            source.as_mut(),
+            activations.as_mut(),
             tokens,
             o.int("batch_size", 4096)?,
         )?;
-        evaluation_map(&evaluation)
+        let mut out = evaluation_map(&evaluation)?;
+        let model = opts.get("model").map(|m| {
+            m.read_lock::<ScriptModel>()
+                .map(|m| m.clone())
+                .ok_or_else(|| {
+                    runtime_error(format!(
+                        "evaluate: model must be a model, got {}",
+                        m.type_name()
+                    ))
+                })
+        });
+        match (model.transpose()?, opts.get("corpus")) {
+            (None, None) => {}
+            (Some(model), Some(text)) => {
+                let store = source.read_lock::<ScriptStore>().map(|s| s.clone());
+                let ce = ce_options(&o, ["ce_tokens", "ce_batch_size"], store.as_ref())?;
+                let (result, _) = measure_ce(&s.borrow(), &model, text, &ce)?;
+                insert_ce(&mut out, &result, "ce_loss_recovered");
+            }
+            _ => {
+                return Err(runtime_error(
+                    "evaluate: CE loss recovered needs both `model` and `corpus`",
+                ))
+            }
+        }
+        Ok(out)
+    }
+
+    /// How much of the model's next-token loss survives when the SAE's reconstruction replaces the activation at
+    /// `layer` (`hook`: "resid_pre" by default): `#{ce_clean, ce_spliced, ce_zero, recovered, tokens}`, recovered =
+    /// (ce_zero − ce_spliced) / (ce_zero − ce_clean). Text: a corpus, a text or an array of texts. Options: `tokens`
+    /// (1024 predictions), `context` (128), `batch_size` (8), `input_scale` (1; for an SAE trained in a script on
+    /// scaled inputs, the scale it saw). Position 0 of each window and document separators are left clean.
+    /// `s.ce_loss_recovered(m, demo_corpus(#{split: "heldout"}), #{layer: 15, tokens: 512})`
+    #[rhai_fn(pure, return_raw)]
+    pub fn ce_loss_recovered(
+        s: &mut Sae,
+        m: ScriptModel,
+        text: Dynamic,
+        opts: Map,
+    ) -> ScriptResult<Map> {
+        #[rustfmt::skip]
+        let known = ["layer", "hook", "tokens", "context", "batch_size", "input_scale"];
+        let o = Options::new(&opts, "ce_loss_recovered", &known)?;
+        let ce = ce_options(&o, ["tokens", "batch_size"], None)?;
+        let (result, tokens) = measure_ce(&s.borrow(), &m, &text, &ce)?;
+        let mut out = Map::new();
+        insert_ce(&mut out, &result, "recovered");
+        out.insert("tokens".into(), Dynamic::from(tokens as INT));
+        Ok(out)
     }
 
     /// `evaluate` over every activation given. `s.evaluate(acts)`

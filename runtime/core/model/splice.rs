@@ -1,0 +1,189 @@
+//! The model's next-token loss with one activation replaced — by an SAE's
+//! reconstruction, by zeros, by anything — to measure how much of what the
+//! model needs survives the replacement (CE loss recovered).
+//!
+//! Only the positions a harvest stores are replaced: position 0 of a window
+//! and document separators keep their clean values, since an SAE trained on
+//! a store never saw them (SAELens likewise leaves BOS out).
+use super::hooks::{Edit, Hooks, Site};
+use super::language_model::Model;
+use super::llama::Logits;
+use crate::core::corpus::Window;
+use crate::core::{interrupt, Error, Result};
+use tch::{Kind, Tensor};
+
+/// Token ids and which positions to replace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpliceWindow {
+    pub tokens: Vec<u32>,
+    pub replace: Vec<bool>,
+}
+
+impl SpliceWindow {
+    /// A corpus window: every text position but the first.
+    pub fn from_corpus(window: &Window) -> Self {
+        let replace = window
+            .origins
+            .iter()
+            .enumerate()
+            .map(|(j, origin)| j > 0 && !origin.separator)
+            .collect();
+        SpliceWindow {
+            tokens: window.tokens.clone(),
+            replace,
+        }
+    }
+
+    /// Plain token ids: every position but the first.
+    pub fn from_tokens(tokens: Vec<u32>) -> Self {
+        let replace = (0..tokens.len()).map(|j| j > 0).collect();
+        SpliceWindow { tokens, replace }
+    }
+}
+
+/// Windows of `context` tokens from texts, each text starting a new window.
+pub fn text_windows(model: &Model, texts: &[String], context: usize) -> Result<Vec<SpliceWindow>> {
+    let mut windows = Vec::new();
+    for text in texts {
+        let ids = model.encode(text)?;
+        for chunk in ids.chunks(context.max(2)).filter(|c| c.len() > 1) {
+            windows.push(SpliceWindow::from_tokens(chunk.to_vec()));
+        }
+    }
+    Ok(windows)
+}
+
+/// A replacement for the activations `[batch, T, width]` at the site.
+pub type Replacement<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
+
+struct ProbeBatch {
+    sequences: Vec<Vec<u32>>,
+    /// `[batch, T, 1]`, true where the activation is replaced.
+    mask: Tensor,
+    /// The clean activation at the site, recorded by the clean pass.
+    clean: Option<Tensor>,
+}
+
+/// Mean next-token cross-entropy of a model over fixed windows, clean or
+/// with the activation at `site` replaced. The clean pass records the
+/// activations so replaced passes need not compute them again.
+pub struct SpliceProbe<'a> {
+    model: &'a Model,
+    site: Site,
+    batches: Vec<ProbeBatch>,
+}
+
+impl<'a> SpliceProbe<'a> {
+    pub fn new(
+        model: &'a Model,
+        site: Site,
+        windows: &[SpliceWindow],
+        batch_size: usize,
+    ) -> Result<Self> {
+        site.check(model.n_layers())?;
+        if windows.iter().all(|w| w.tokens.len() < 2) {
+            return Err(Error::invalid(
+                "CE loss needs at least one window of two or more tokens",
+            ));
+        }
+        let batches = windows
+            .chunks(batch_size.max(1))
+            .map(probe_batch)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SpliceProbe {
+            model,
+            site,
+            batches,
+        })
+    }
+
+    /// Next-token predictions made per pass.
+    pub fn tokens(&self) -> usize {
+        self.batches
+            .iter()
+            .flat_map(|b| &b.sequences)
+            .map(|s| s.len().saturating_sub(1))
+            .sum()
+    }
+
+    /// Mean cross-entropy in nats, with the marked positions of the site's
+    /// activation replaced by `replace(activation)` when given.
+    pub fn cross_entropy(&mut self, replace: Option<Replacement>) -> Result<f64> {
+        let (model, site) = (self.model, self.site);
+        let (mut nll, mut predicted) = (0.0, 0usize);
+        for batch in &mut self.batches {
+            interrupt::check()?;
+            let logits = match replace {
+                None => {
+                    let out = model.run(&batch.sequences, &Hooks::reading(&[site]), Logits::All)?;
+                    batch.clean = out.activations.into_iter().next();
+                    out.logits
+                }
+                Some(replace) => {
+                    let clean = clean_activation(model, site, batch)?;
+                    let edited = replace(&clean)?.f_where_self(&batch.mask, &clean)?;
+                    let hooks = Hooks::default().edit(site, Edit::Replace(edited));
+                    model.run(&batch.sequences, &hooks, Logits::All)?.logits
+                }
+            };
+            let logits = logits.ok_or_else(|| Error::invalid("the model returned no logits"))?;
+            let (sum, count) = negative_log_likelihood(&logits, &batch.sequences)?;
+            nll += sum;
+            predicted += count;
+        }
+        Ok(nll / predicted.max(1) as f64)
+    }
+}
+
+fn probe_batch(windows: &[SpliceWindow]) -> Result<ProbeBatch> {
+    let t = windows.iter().map(|w| w.tokens.len()).max().unwrap_or(0);
+    let mut mask = vec![false; windows.len() * t];
+    for (b, w) in windows.iter().enumerate() {
+        for (j, &replace) in w.replace.iter().enumerate().take(w.tokens.len()) {
+            mask[b * t + j] = replace;
+        }
+    }
+    let mask = Tensor::f_from_slice(&mask)?.f_reshape([windows.len() as i64, t as i64, 1])?;
+    Ok(ProbeBatch {
+        sequences: windows.iter().map(|w| w.tokens.clone()).collect(),
+        mask,
+        clean: None,
+    })
+}
+
+fn clean_activation(model: &Model, site: Site, batch: &mut ProbeBatch) -> Result<Tensor> {
+    if batch.clean.is_none() {
+        let out = model.run(&batch.sequences, &Hooks::reading(&[site]), Logits::Skip)?;
+        batch.clean = out.activations.into_iter().next();
+    }
+    let clean = batch
+        .clean
+        .as_ref()
+        .ok_or_else(|| Error::invalid(format!("{site} was not read")))?;
+    let mask = batch.mask.f_to(clean.device())?;
+    batch.mask = mask;
+    Ok(clean.shallow_clone())
+}
+
+/// Sum of −log p(next token) over each sequence's real tokens, and how many.
+fn negative_log_likelihood(logits: &Tensor, sequences: &[Vec<u32>]) -> Result<(f64, usize)> {
+    let log_probs = logits.f_log_softmax(-1, Kind::Float)?;
+    let (mut nll, mut count) = (0.0, 0);
+    for (b, tokens) in sequences.iter().enumerate() {
+        let n = tokens.len().saturating_sub(1);
+        if n == 0 {
+            continue;
+        }
+        let targets: Vec<i64> = tokens[1..].iter().map(|&id| id as i64).collect();
+        let targets = Tensor::f_from_slice(&targets)?
+            .f_to(logits.device())?
+            .f_unsqueeze(1)?;
+        let rows = log_probs.f_get(b as i64)?.f_narrow(0, 0, n as i64)?;
+        nll -= rows
+            .f_gather(1, &targets, false)?
+            .f_sum(Kind::Double)?
+            .f_double_value(&[])?;
+        count += n;
+    }
+    Ok((nll, count))
+}

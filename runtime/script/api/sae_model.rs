@@ -1,0 +1,145 @@
+//! The glue between an SAE and a language model for scripts: which text,
+//! which site, how many tokens; the measuring is `core::sae::metrics` and
+//! `core::model::splice`.
+use crate::core::model::splice::text_windows;
+use crate::core::model::{HookPoint, Model, Site, SpliceProbe, SpliceWindow};
+use crate::core::sae::{metrics, Sae};
+use crate::script::api::activations::{ScriptCorpus, ScriptStore};
+use crate::script::convert::Options;
+use crate::script::error::{runtime_error, ScriptResult};
+use rhai::{Array, Dynamic, Map};
+
+/// Where and on how much text CE loss recovered is measured.
+pub struct CeOptions {
+    pub site: Site,
+    /// Next-token predictions to make (per pass).
+    pub tokens: usize,
+    pub context: usize,
+    pub batch_size: usize,
+    pub input_scale: f64,
+}
+
+/// Reads `layer`, `hook`, `context`, `input_scale` and the two keys named
+/// (how many tokens, how many windows per model batch); the site defaults
+/// to the one a harvested store came from.
+pub fn ce_options(
+    o: &Options,
+    [tokens_key, batch_key]: [&str; 2],
+    store: Option<&ScriptStore>,
+) -> ScriptResult<CeOptions> {
+    let manifest = store.and_then(|s| s.manifest());
+    let layer = match (o.has("layer"), manifest) {
+        (true, _) => o.int("layer", 0)?,
+        (false, Some(m)) => m.layer as i64,
+        (false, None) => {
+            return Err(runtime_error(
+                "CE loss recovered: say which layer the SAE reads, e.g. #{layer: 15}",
+            ))
+        }
+    };
+    let layer = usize::try_from(layer)
+        .map_err(|_| runtime_error(format!("layer must be >= 0, got {layer}")))?;
+    let point = match (o.string("hook")?, manifest) {
+        (Some(name), _) => name.parse::<HookPoint>()?,
+        (None, Some(m)) => m.hook.parse::<HookPoint>()?,
+        (None, None) => HookPoint::ResidPre,
+    };
+    let positive = |key: &str, default: i64| -> ScriptResult<usize> {
+        let value = o.int(key, default)?;
+        usize::try_from(value)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| runtime_error(format!("{key} must be a positive integer, got {value}")))
+    };
+    Ok(CeOptions {
+        site: Site { layer, point },
+        tokens: positive(tokens_key, 1024)?,
+        context: positive("context", manifest.map_or(128, |m| m.context as i64))?,
+        batch_size: positive(batch_key, 8)?,
+        input_scale: o.f64("input_scale", 1.0)?,
+    })
+}
+
+/// Windows from a corpus, a text or an array of texts, cut so that they
+/// make `tokens` next-token predictions (fewer if the text runs out).
+pub fn ce_windows(
+    model: &Model,
+    text: &Dynamic,
+    opts: &CeOptions,
+) -> ScriptResult<Vec<SpliceWindow>> {
+    let windows: Vec<SpliceWindow> = if let Some(c) = text.read_lock::<ScriptCorpus>() {
+        let mut windows = Vec::new();
+        let mut predicted = 0;
+        for window in c.windows(&model.tokenizer, opts.context)? {
+            if predicted >= opts.tokens {
+                break;
+            }
+            let window = SpliceWindow::from_corpus(&window?);
+            predicted += window.tokens.len().saturating_sub(1);
+            windows.push(window);
+        }
+        windows
+    } else {
+        text_windows(model, &texts(text)?, opts.context)?
+    };
+    Ok(truncate(windows, opts.tokens))
+}
+
+fn texts(value: &Dynamic) -> ScriptResult<Vec<String>> {
+    if let Ok(text) = value.clone().into_string() {
+        return Ok(vec![text]);
+    }
+    let wrong = || {
+        runtime_error(format!(
+            "CE loss recovered: expected a corpus, a text or an array of texts, got {}",
+            value.type_name()
+        ))
+    };
+    let array = value.read_lock::<Array>().ok_or_else(wrong)?;
+    array
+        .iter()
+        .map(|v| v.clone().into_string().map_err(|_| wrong()))
+        .collect()
+}
+
+fn truncate(windows: Vec<SpliceWindow>, tokens: usize) -> Vec<SpliceWindow> {
+    let mut left = tokens;
+    let mut kept = Vec::new();
+    for mut window in windows {
+        if left == 0 {
+            break;
+        }
+        let n = (window.tokens.len().saturating_sub(1)).min(left);
+        window.tokens.truncate(n + 1);
+        window.replace.truncate(n + 1);
+        left -= n;
+        kept.push(window);
+    }
+    kept
+}
+
+/// Clean, spliced and zero-ablated CE and the fraction recovered.
+pub fn measure(
+    sae: &Sae,
+    model: &Model,
+    text: &Dynamic,
+    opts: &CeOptions,
+) -> ScriptResult<(metrics::CeLossRecovered, usize)> {
+    let windows = ce_windows(model, text, opts)?;
+    let mut probe = SpliceProbe::new(model, opts.site, &windows, opts.batch_size)?;
+    let result =
+        metrics::ce_loss_recovered(sae, opts.input_scale, |splice| probe.cross_entropy(splice))?;
+    Ok((result, probe.tokens()))
+}
+
+/// Inserts ce_clean, ce_spliced, ce_zero, and the fraction recovered under `recovered_key`.
+pub fn insert_ce(m: &mut Map, result: &metrics::CeLossRecovered, recovered_key: &str) {
+    for (key, value) in [
+        ("ce_clean", result.clean),
+        ("ce_spliced", result.spliced),
+        ("ce_zero", result.zero_ablated),
+        (recovered_key, result.fraction_recovered),
+    ] {
+        m.insert(key.into(), Dynamic::from(value));
+    }
+}
