@@ -245,7 +245,7 @@ fn the_scaling_study_script_runs_end_to_end_on_the_model() {
         "c_max=4e9".into(),
         "budgets=3".into(),
         "min_steps=5".into(),
-        "min_width=128".into(),
+        "min_width=256".into(),
     ];
     let mut cmd = crate::support::saelab();
     cmd.arg("run").arg(&script);
