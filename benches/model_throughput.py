@@ -70,13 +70,16 @@ def cache_dir():
 
 def import_peer():
     """torch and transformers, or None with the reason printed."""
-    try:
-        import numpy  # noqa: F401
-        import torch
-        import transformers
-    except ImportError as e:
-        print(f"transformers side skipped: {sys.executable} lacks {e.name} (make peer-venv installs it)")
+    import importlib.util
+
+    missing = [m for m in ["torch", "transformers", "numpy", "gguf"] if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"transformers side skipped: {sys.executable} lacks {', '.join(missing)} "
+              "(`make peer-venv` creates a Python that has them)")
         return None
+    import torch
+    import transformers
+
     return torch, transformers
 
 
