@@ -122,9 +122,8 @@ def windows_of(store):
     windows = []
     for path in sorted(store.glob("shard-*.windows.npy")):
         windows.extend([int(i) for i in row if i >= 0] for row in np.load(path))
-    first = sorted(store.glob("shard-*.npy"))[0]
-    rows = np.load(first).astype(np.float32)
-    meta = np.load(str(first).replace(".npy", ".rows.npy"))
+    rows = np.load(store / "shard-00000.npy").astype(np.float32)
+    meta = np.load(store / "shard-00000.rows.npy")
     in_first = meta[:, 3] == 0
     return windows, (meta[in_first, 4], rows[in_first])
 
