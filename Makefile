@@ -14,7 +14,7 @@ endif
 MODEL := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 CORPUS := $(CACHE)/corpus/demo-v1/SOURCES.md
 
-.PHONY: setup build demo test bench clean
+.PHONY: setup build demo test bench peer-venv clean
 setup: $(SETUP_LIBTORCH) $(MODEL) $(CORPUS)
 
 $(CACHE)/libtorch-2.13.0-cpu/build-version:
@@ -35,14 +35,25 @@ demo: build
 test: setup
 	cargo test --release --no-fail-fast
 
-# SAE training throughput: saelab's native and scripted loops and the same
-# loops in plain PyTorch (when $(PYTHON) has torch), interleaved, same thread
-# count, with a table of medians and ratios.
+# The Python peer of the benchmarks: the venv `make peer-venv` creates when it
+# exists, else python3; override with `make bench PYTHON=...`. Without torch
+# (and transformers), the peer's rows are skipped with a message.
+PEER_VENV := $(CACHE)/peer-venv
+PYTHON ?= $(if $(wildcard $(PEER_VENV)/saelab-peer-complete),$(PEER_VENV)/bin/python,python3)
 THREADS ?= $(shell nproc)
-PYTHON ?= python3
+
+peer-venv:
+	setup/fetch-peer-python.sh
+
+# SAE training throughput (saelab's native and scripted loops and the same
+# loops in plain PyTorch, interleaved, with a table of medians and ratios),
+# then SmolLM2 harvesting and generation side by side with transformers; same
+# thread count everywhere, and the same OpenMP wait policy (saelab sets
+# PASSIVE itself when OMP_WAIT_POLICY is unset).
 bench: build
 	cargo bench --bench op_overhead
-	SAELAB=./target/release/saelab PYTHON=$(PYTHON) THREADS=$(THREADS) benches/sae_throughput.sh
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} SAELAB=./target/release/saelab PYTHON=$(PYTHON) THREADS=$(THREADS) benches/sae_throughput.sh
+	$(PYTHON) benches/model_throughput.py --saelab ./target/release/saelab --threads $(THREADS)
 
 clean:
 	cargo clean

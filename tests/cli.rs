@@ -78,3 +78,45 @@ fn tables_print_aligned() {
     assert!(text.contains(" loss  name"), "{text}");
     assert!(text.contains("12.25  bb"), "{text}");
 }
+
+/// The environment of a running REPL, read from /proc once its banner is out.
+fn repl_environment(wait_policy: Option<&str>) -> String {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = saelab();
+    command
+        .env("SAELAB_HISTORY", dir.path().join("history"))
+        .env_remove("OMP_WAIT_POLICY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(value) = wait_policy {
+        command.env("OMP_WAIT_POLICY", value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut banner = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    String::from_utf8_lossy(&environ).replace('\0', "\n")
+}
+
+/// libgomp's default spin-waiting made harvesting 4× slower on shared cores;
+/// saelab re-executes itself with the passive policy before libtorch starts work.
+#[test]
+fn openmp_waits_passively_unless_told_otherwise() {
+    let environ = repl_environment(None);
+    assert!(
+        environ.lines().any(|l| l == "OMP_WAIT_POLICY=PASSIVE"),
+        "{environ}"
+    );
+    let environ = repl_environment(Some("ACTIVE"));
+    assert!(
+        environ.lines().any(|l| l == "OMP_WAIT_POLICY=ACTIVE"),
+        "{environ}"
+    );
+}

@@ -312,3 +312,41 @@ fn scripts_load_the_model_and_read_its_activations() {
         "{err}"
     );
 }
+
+/// `benches/model_throughput.py` reads these `key=value` lines.
+#[test]
+fn the_model_bench_script_prints_what_its_driver_reads() {
+    if !model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/model_throughput.rhai");
+    let out = crate::support::saelab()
+        .arg("run")
+        .arg(script)
+        .args([
+            "--set",
+            &format!("out={}", dir.path().join("acts").display()),
+        ])
+        .args(["--set", "tokens=20", "--set", "new_tokens=2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for key in [
+        "harvest_rows=20",
+        "harvest_seconds=",
+        "generate_tokens=",
+        "generate_seconds=",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(key)),
+            "no {key} in {stdout}"
+        );
+    }
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod notebook;
+mod openmp;
 mod repl;
 mod run;
 
@@ -44,6 +45,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    openmp::ensure_passive_wait_policy();
     let cli = Cli::parse();
     saelab::core::interrupt::install_handler();
     match cli.command {

@@ -205,9 +205,10 @@ fn run(
             bar.abandon();
             return Err(stop);
         }
+        let remaining = options.tokens - (manifest.rows + shard.rows);
         let batch = windows
             .by_ref()
-            .take(options.batch_size)
+            .take(windows_for(remaining, options))
             .collect::<Result<Vec<Window>>>()?;
         if batch.is_empty() {
             break; // the corpus ran out before the target
@@ -279,6 +280,16 @@ fn run(
     Ok(())
 }
 
+/// Windows for the next forward pass: a full batch, or fewer near the
+/// target, so the last pass does not run windows whose rows would be thrown
+/// away. A window gives at most `context - 1` rows, so this never stops short:
+/// too few rows only means one more pass.
+fn windows_for(remaining_rows: usize, options: &HarvestOptions) -> usize {
+    remaining_rows
+        .div_ceil(options.context.saturating_sub(1).max(1))
+        .clamp(1, options.batch_size)
+}
+
 /// Writes the buffer as a shard (three files, each atomic), then the manifest.
 fn flush(shard: &mut ShardBuffer, manifest: &mut Manifest, options: &HarvestOptions) -> Result<()> {
     if shard.windows.is_empty() {
@@ -332,4 +343,18 @@ fn flush(shard: &mut ShardBuffer, manifest: &mut Manifest, options: &HarvestOpti
     manifest.write(out)?;
     *shard = ShardBuffer::new(manifest.windows_done);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_pass_runs_only_the_windows_it_needs() {
+        let options = HarvestOptions::new(Site::resid_pre(15), 2048, "unused");
+        assert_eq!(windows_for(2048, &options), 8);
+        assert_eq!(windows_for(127 * 2, &options), 2);
+        assert_eq!(windows_for(127 * 2 + 1, &options), 3);
+        assert_eq!(windows_for(1, &options), 1);
+    }
 }

@@ -1,0 +1,276 @@
+"""Harvest and generation throughput of SmolLM2-135M: saelab side by side
+with Hugging Face transformers on the same GGUF, the same windows, the same
+threads, in one run.
+
+    python3 benches/model_throughput.py [--saelab target/release/saelab] [--threads 2]
+        [--tokens 4096] [--reps 5] [--new-tokens 64]
+
+Each repetition runs, in turn (A B C D A B C D ...; medians reported, as the
+machine is shared and noisy):
+
+  saelab              benches/model_throughput.rhai in a fresh process: `m.harvest`
+                      of layer 15's residual stream (context 128, batches of 8,
+                      f16 shards written to a temporary folder, tokenisation
+                      included), then greedy generation with the KV cache
+  transformers, full  what a researcher would write: the whole model with
+                      `output_hidden_states=True`, logits included, keeping
+                      `hidden_states[15]` as f16 on the CPU
+  transformers, 15    the fair peer: only the 15 blocks layer 15 needs and no
+                      head (`config.num_hidden_layers = 15` on the base model,
+                      the output of block 14 read by a forward hook)
+  generate            `model.generate`, greedy, KV cache, same prompt and length
+
+The transformers rows run on the windows saelab harvested (read back from its
+store's `.windows.npy`), already tokenised, without `use_cache`, in
+`torch.inference_mode()`. Both sides get the same OMP_NUM_THREADS and
+OMP_WAIT_POLICY (set before torch loads) and intra-op thread count. Tokens/s
+counts the rows saelab stores (every token but position 0 of a window and
+document separators) over the same windows. Peak RSS is saelab's whole
+process (load, harvest, generation) and this Python process's (the model,
+both harvests, generation).
+
+Without torch and transformers in this Python, only saelab's rows are run.
+"""
+import argparse
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LAYER = 15
+BATCH = 8
+PROMPT = "The history of the city begins"
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--saelab", default=str(ROOT / "target/release/saelab"))
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--tokens", type=int, default=4096, help="rows harvested per repetition")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--omp-wait-policy", default=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    return p.parse_args()
+
+
+def cache_dir():
+    return Path(
+        os.environ.get("SAELAB_CACHE")
+        or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "saelab")
+    )
+
+
+def import_peer():
+    """torch and transformers, or None with the reason printed."""
+    import importlib.util
+
+    missing = [m for m in ["torch", "transformers", "numpy", "gguf"] if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"transformers side skipped: {sys.executable} lacks {', '.join(missing)} "
+              "(`make peer-venv` creates a Python that has them)")
+        return None
+    import torch
+    import transformers
+
+    return torch, transformers
+
+
+# --- saelab -----------------------------------------------------------------
+
+
+# Linux starts a forked child's `ru_maxrss` at its parent's peak, so a child
+# of this Python (~2 GB with the model) would report at least that. A small
+# launcher process forks saelab instead and reports the grandchild's figure.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(f"peak_rss_kb={usage.ru_maxrss}", flush=True)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_saelab(args, out):
+    """One repetition in a fresh process: its printed figures, peak RSS in bytes."""
+    command = [
+        args.saelab, "run", str(ROOT / "benches/model_throughput.rhai"),
+        "--set", f"out={out}", "--set", f"tokens={args.tokens}", "--set", f"new_tokens={args.new_tokens}",
+        "--set", f"prompt={PROMPT}",
+    ]
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"saelab failed ({done.returncode}): {' '.join(command)}\n{done.stdout}{done.stderr[-2000:]}")
+    figures = {k: float(v) for k, v in re.findall(r"^(\w+)=([-0-9.e]+)$", done.stdout, re.M)}
+    figures["peak_rss"] = figures.pop("peak_rss_kb") * 1024
+    return figures
+
+
+def windows_of(store):
+    """The windows a harvest ran, as lists of ids, and its rows of window 0 (for a check)."""
+    import numpy as np
+
+    windows = []
+    for path in sorted(store.glob("shard-*.windows.npy")):
+        windows.extend([int(i) for i in row if i >= 0] for row in np.load(path))
+    rows = np.load(store / "shard-00000.npy").astype(np.float32)
+    meta = np.load(store / "shard-00000.rows.npy")
+    in_first = meta[:, 3] == 0
+    return windows, (meta[in_first, 4], rows[in_first])
+
+
+# --- transformers -------------------------------------------------------------
+
+
+def load_peer(torch, transformers):
+    path = cache_dir() / "models" / MODEL_NAME
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32
+    )
+    return tokenizer, model.eval()
+
+
+def batches(torch, windows):
+    for i in range(0, len(windows), BATCH):
+        chunk = windows[i : i + BATCH]
+        longest = max(map(len, chunk))
+        if all(len(w) == longest for w in chunk):
+            yield torch.tensor(chunk), None
+        else:  # a corpus shorter than the target: right-pad as saelab does
+            ids = torch.zeros(len(chunk), longest, dtype=torch.long)
+            mask = torch.zeros(len(chunk), longest, dtype=torch.long)
+            for b, w in enumerate(chunk):
+                ids[b, : len(w)] = torch.tensor(w)
+                mask[b, : len(w)] = 1
+            yield ids, mask
+
+
+def harvest_full(torch, model, windows):
+    """hidden_states[15] of the whole model, kept as f16 rows (position 0 dropped)."""
+    kept = []
+    with torch.inference_mode():
+        for ids, mask in batches(torch, windows):
+            out = model(ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+            kept.append(out.hidden_states[LAYER][:, 1:].to(torch.float16))
+    return kept
+
+
+def harvest_truncated(torch, model, windows):
+    """The same rows from only the blocks they need: the output of block 14."""
+    kept = []
+    config = model.model.config
+    n_layers = config.num_hidden_layers
+    hook = model.model.layers[LAYER - 1].register_forward_hook(
+        lambda _m, _i, out: kept.append((out[0] if isinstance(out, tuple) else out)[:, 1:].to(torch.float16))
+    )
+    config.num_hidden_layers = LAYER
+    try:
+        with torch.inference_mode():
+            for ids, mask in batches(torch, windows):
+                model.model(ids, attention_mask=mask, use_cache=False)
+    finally:
+        config.num_hidden_layers = n_layers
+        hook.remove()
+    return kept
+
+
+def generate(torch, model, tokenizer, new_tokens):
+    ids = torch.tensor([tokenizer(PROMPT, add_special_tokens=False)["input_ids"]])
+    with torch.inference_mode():
+        out = model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False
+        )
+    return out.shape[1] - ids.shape[1]
+
+
+def timed(f, *args):
+    start = time.perf_counter()
+    result = f(*args)
+    return result, time.perf_counter() - start
+
+
+def check_same_rows(torch, kept, reference):
+    """saelab's stored rows of window 0 against transformers' (f16 both)."""
+    positions, rows = reference
+    theirs = kept[0][0, positions - 1].float().numpy()
+    scale = float(abs(theirs).max())
+    diff = float(abs(theirs - rows).max())
+    print(f"check: window 0, {len(positions)} rows, max |saelab - transformers| = {diff:.3g} (max |x| = {scale:.3g})")
+
+
+# --- report --------------------------------------------------------------------
+
+
+def summary(name, values, unit="tokens/s"):
+    med = statistics.median(values)
+    print(f"  {name:<34} {med:9.1f} {unit}   (min {min(values):.1f}, max {max(values):.1f}, n={len(values)})")
+    return med
+
+
+def main():
+    args = parse_args()
+    # Both sides see the same OpenMP settings; torch reads them when it loads.
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    peer = import_peer()
+    rates = {k: [] for k in ["saelab", "full", "truncated", "gen_saelab", "gen_torch"]}
+    peak = {}
+    if peer:
+        torch, transformers = peer
+        torch.set_num_threads(args.threads)
+        tokenizer, model = load_peer(torch, transformers)
+        print(f"transformers {transformers.__version__}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads, {model.config._attn_implementation} attention")
+    windows = None
+    for rep in range(args.reps):
+        out = Path(tempfile.mkdtemp(prefix="saelab-bench-"))
+        try:
+            figures = run_saelab(args, out / "acts")
+            if peer and windows is None:
+                windows, reference = windows_of(out / "acts")
+        finally:
+            shutil.rmtree(out)
+        rows = figures["harvest_rows"]
+        rates["saelab"].append(rows / figures["harvest_seconds"])
+        rates["gen_saelab"].append(figures["generate_tokens"] / figures["generate_seconds"])
+        peak["saelab"] = max(peak.get("saelab", 0), figures["peak_rss"])
+        if peer:
+            if rep == 0:  # warm-up, and the check that both compute the same rows
+                check_same_rows(torch, harvest_truncated(torch, model, windows[:1]), reference)
+            _, secs = timed(harvest_full, torch, model, windows)
+            rates["full"].append(rows / secs)
+            _, secs = timed(harvest_truncated, torch, model, windows)
+            rates["truncated"].append(rows / secs)
+            n, secs = timed(generate, torch, model, tokenizer, args.new_tokens)
+            rates["gen_torch"].append(n / secs)
+        print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items() if v), flush=True)
+    print(f"\nSmolLM2-135M layer {LAYER}, context 128, batches of {BATCH}, {int(rows)} rows per harvest, "
+          f"{args.threads} threads, OMP_WAIT_POLICY={args.omp_wait_policy}:")
+    ours = summary("harvest, saelab", rates["saelab"])
+    if peer:
+        full = summary("harvest, transformers (30 blocks+head)", rates["full"])
+        trunc = summary("harvest, transformers (15 blocks)", rates["truncated"])
+        print(f"  ratio saelab / transformers: {ours / full:.2f}x (full), {ours / trunc:.2f}x (15 blocks)")
+    gen = summary(f"generate {args.new_tokens}, saelab", rates["gen_saelab"])
+    if peer:
+        gen_torch = summary(f"generate {args.new_tokens}, transformers", rates["gen_torch"])
+        print(f"  ratio saelab / transformers: {gen / gen_torch:.2f}x")
+    print(f"  peak RSS: saelab {peak['saelab'] / 1e9:.2f} GB (whole process)", end="")
+    if peer:
+        print(f", transformers {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9:.2f} GB (this Python)")
+    else:
+        print()
+
+
+if __name__ == "__main__":
+    main()

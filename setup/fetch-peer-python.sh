@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Create the Python that `make bench` compares saelab with: a venv in the
+# per-user cache holding Hugging Face transformers and PyTorch, pinned to the
+# versions the model's reference fixture was made with (tests/fixtures/model/).
+#
+# Opt-in (`make peer-venv`): PyPI's torch wheel brings the CUDA libraries
+# along (several GB), which the CPU benchmark does not need. The venv is
+# marked complete only once every package is in, so an interrupted install is
+# started over rather than used half-made.
+set -euo pipefail
+
+CACHE="${SAELAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/saelab}"
+DEST="$CACHE/peer-venv"
+MARKER="$DEST/saelab-peer-complete"
+PACKAGES=(
+  "torch==2.13.0"
+  "transformers==5.24.0"
+  "gguf==0.19.0"
+  "numpy==2.4.6"
+  "safetensors==0.8.0"
+)
+
+if [ -f "$MARKER" ]; then
+  echo "$DEST/bin/python"
+  exit 0
+fi
+
+rm -rf "$DEST"
+mkdir -p "$CACHE"
+echo "creating $DEST with ${PACKAGES[*]} from PyPI (several GB with torch's CUDA wheels)..." >&2
+python3 -m venv "$DEST"
+"$DEST/bin/python" -m pip install --quiet --upgrade pip >&2
+"$DEST/bin/python" -m pip install --quiet --only-binary=:all: "${PACKAGES[@]}" >&2
+"$DEST/bin/python" -c 'import torch, transformers, gguf, numpy, safetensors' >&2
+touch "$MARKER"
+echo "$DEST/bin/python"
