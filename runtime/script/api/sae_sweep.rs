@@ -4,7 +4,9 @@
 //! appends one CSV row as soon as it finishes, so a killed sweep resumes.
 use super::sae::{sae_config, source_from, train_config, SAE_KEYS, TRAIN_KEYS};
 use crate::core::rng;
-use crate::core::sae::{metrics, trainer, Sae};
+use crate::core::sae::metrics::{self, Evaluation};
+use crate::core::sae::trainer::{self, TrainReport};
+use crate::core::sae::Sae;
 use crate::core::scaling::{self, SaeKind};
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
@@ -113,24 +115,7 @@ impl SweepSpec {
             evaluation.loss, evaluation.l0, evaluation.explained_variance
         ));
 
-        let mut row = Map::new();
-        row.insert("kind".into(), sae.cfg.architecture.clone().into());
-        row.insert("n_features".into(), Dynamic::from(sae.cfg.n_features));
-        row.insert("steps".into(), Dynamic::from(report.steps as i64));
-        row.insert("tokens".into(), Dynamic::from(report.tokens as i64));
-        for (key, value) in [
-            ("compute", compute),
-            ("loss", evaluation.loss),
-            ("mse", evaluation.mse),
-            ("l0", evaluation.l0),
-            ("explained_variance", evaluation.explained_variance),
-            ("dead_fraction", evaluation.dead_fraction),
-            ("train_loss", report.last.loss),
-            ("seconds", seconds),
-        ] {
-            row.insert(key.into(), Dynamic::from(value));
-        }
-        Ok(row)
+        Ok(result_row(&sae, &report, &evaluation, compute, seconds))
     }
 
     /// The shared options with the point's on top, split into the SAE's and
@@ -166,6 +151,34 @@ impl SweepSpec {
 
 fn is_scalar(value: &Dynamic) -> bool {
     value.is_int() || value.is_float() || value.is_bool() || value.is_string()
+}
+
+/// What a sweep records of one finished run.
+fn result_row(
+    sae: &Sae,
+    report: &TrainReport,
+    evaluation: &Evaluation,
+    compute: f64,
+    seconds: f64,
+) -> Map {
+    let mut row = Map::new();
+    row.insert("kind".into(), sae.cfg.architecture.clone().into());
+    row.insert("n_features".into(), Dynamic::from(sae.cfg.n_features));
+    row.insert("steps".into(), Dynamic::from(report.steps as i64));
+    row.insert("tokens".into(), Dynamic::from(report.tokens as i64));
+    for (key, value) in [
+        ("compute", compute),
+        ("loss", evaluation.loss),
+        ("mse", evaluation.mse),
+        ("l0", evaluation.l0),
+        ("explained_variance", evaluation.explained_variance),
+        ("dead_fraction", evaluation.dead_fraction),
+        ("train_loss", report.last.loss),
+        ("seconds", seconds),
+    ] {
+        row.insert(key.into(), Dynamic::from(value));
+    }
+    row
 }
 
 /// The training-compute formula for this SAE's architecture.
