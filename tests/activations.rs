@@ -245,3 +245,61 @@ fn the_demo_corpus_mixes_languages_and_code_from_the_start() {
         .unwrap();
     assert!(held_out.len() > 500);
 }
+
+#[test]
+fn a_norm_limit_leaves_out_rows_and_resumes_to_the_same_rows() {
+    with_model(|model| {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = small_corpus(dir.path());
+        // A ratio this low drops many ordinary rows, so the test need not find a sink.
+        let limited = |out: &str, tokens| {
+            let mut o = options(&dir.path().join(out), tokens);
+            o.max_norm_ratio = Some(1.2);
+            o
+        };
+        let all = harvest(model, &corpus, &options(&dir.path().join("all"), 450)).unwrap();
+        let whole = harvest(model, &corpus, &limited("whole", 300)).unwrap();
+        assert_eq!(whole.len(), 300, "the target is still reached");
+        let manifest = whole.manifest().unwrap();
+        assert!(manifest.dropped_rows > 0 && manifest.excluded.contains("median norm"));
+
+        // Every kept row is a row of the unlimited harvest, and the windows skipped none
+        // that were not dropped: kept + dropped = positions the unlimited harvest kept.
+        let kept = all_rows(&whole);
+        let first_rows: Vec<usize> = (0..whole.len()).collect();
+        let positions = |s: &Store, rows: &[usize]| -> Vec<(usize, usize)> {
+            rows.iter()
+                .map(|&i| {
+                    let r = s.row_info(i).unwrap().unwrap();
+                    (r.document, r.position)
+                })
+                .collect()
+        };
+        let all_positions = positions(&all, &(0..all.len()).collect::<Vec<_>>());
+        for (i, p) in positions(&whole, &first_rows).iter().enumerate() {
+            let j = all_positions
+                .iter()
+                .position(|q| q == p)
+                .expect("a row of the harvest");
+            let same = kept
+                .get(i as i64)
+                .f_sub(&all.rows(&[j]).unwrap().get(0))
+                .unwrap();
+            assert_eq!(same.abs().max().double_value(&[]), 0.0);
+        }
+
+        // Extended from 120 rows, differently batched: the same rows.
+        harvest(model, &corpus, &limited("extended", 120)).unwrap();
+        let extended = harvest(model, &corpus, &limited("extended", 300)).unwrap();
+        let diff = all_rows(&extended).f_sub(&kept).unwrap().abs().max();
+        assert_eq!(diff.double_value(&[]), 0.0);
+        assert_eq!(
+            extended.manifest().unwrap().dropped_rows,
+            manifest.dropped_rows
+        );
+
+        // Resuming with another limit would mix two selections: refused.
+        let err = harvest(model, &corpus, &options(&dir.path().join("whole"), 400)).unwrap_err();
+        assert!(err.to_string().contains("max_norm_ratio"), "{err}");
+    });
+}

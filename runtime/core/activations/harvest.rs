@@ -31,6 +31,11 @@ pub struct HarvestOptions {
     pub out: PathBuf,
     /// Rows per shard (whole windows are kept together, so shards run slightly over).
     pub shard_rows: usize,
+    /// Leave out rows whose L2 norm exceeds this multiple of the median row
+    /// norm of their window: attention sinks past position 0, whose
+    /// massive activations would otherwise set the scale and dominate an
+    /// SAE's MSE. `None` keeps every row.
+    pub max_norm_ratio: Option<f64>,
 }
 
 impl HarvestOptions {
@@ -44,6 +49,7 @@ impl HarvestOptions {
             dtype: Dtype::F16,
             out: out.into(),
             shard_rows: 1 << 16,
+            max_norm_ratio: None,
         }
     }
 }
@@ -95,7 +101,14 @@ fn fresh_manifest(model: &Model, corpus: &Corpus, options: &HarvestOptions) -> M
         dtype: options.dtype.name().to_string(),
         context: options.context,
         corpus: corpus.fingerprint(),
-        excluded: EXCLUDED.to_string(),
+        excluded: match options.max_norm_ratio {
+            Some(ratio) => format!(
+                "{EXCLUDED}, and rows over {ratio}× their window's median norm (attention sinks)"
+            ),
+            None => EXCLUDED.to_string(),
+        },
+        max_norm_ratio: options.max_norm_ratio,
+        dropped_rows: 0,
         tokens_target: options.tokens,
         windows_done: 0,
         partial_rows: 0,
@@ -120,6 +133,11 @@ fn resume(existing: Manifest, fresh: &Manifest, out: &Path) -> Result<Manifest> 
             fresh.context.to_string(),
         ),
         ("corpus", existing.corpus.clone(), fresh.corpus.clone()),
+        (
+            "max_norm_ratio",
+            format!("{:?}", existing.max_norm_ratio),
+            format!("{:?}", fresh.max_norm_ratio),
+        ),
     ];
     if let Some((what, was, now)) = fields.iter().find(|(_, was, now)| was != now) {
         return Err(Error::invalid(format!(
@@ -157,6 +175,8 @@ struct ShardBuffer {
     meta: Vec<i64>,
     rows: usize,
     sum_squared_norm: f64,
+    /// Rows left out for their norm (`max_norm_ratio`).
+    dropped: usize,
 }
 
 impl ShardBuffer {
@@ -169,6 +189,7 @@ impl ShardBuffer {
             meta: Vec::new(),
             rows: 0,
             sum_squared_norm: 0.0,
+            dropped: 0,
         }
     }
 
@@ -229,6 +250,10 @@ fn run(
         )?;
         let width = manifest.dim;
         for (b, window) in batch.iter().enumerate() {
+            let window_values = &values[b * t * width..(b + 1) * t * width];
+            let norm_limit = options
+                .max_norm_ratio
+                .and_then(|ratio| norm_limit(window_values, window, width, ratio));
             let window_index = shard.first_window + shard.windows.len();
             shard.windows.push(window.tokens.clone());
             // A window the previous run stopped inside: its first rows are in shards already.
@@ -251,7 +276,12 @@ fn run(
                     shard.partial = Some(taken);
                     break;
                 }
-                let row = &values[(b * t + j) * width..][..width];
+                let row = &window_values[j * width..][..width];
+                if norm_limit.is_some_and(|limit| l2_norm(row) > limit) {
+                    shard.dropped += 1;
+                    taken += 1;
+                    continue;
+                }
                 let meta = [
                     window.tokens[j] as i64,
                     origin.document as i64,
@@ -278,6 +308,29 @@ fn run(
     flush(&mut shard, manifest, options)?;
     bar.finish();
     Ok(())
+}
+
+fn l2_norm(row: &[f32]) -> f32 {
+    row.iter().map(|v| v * v).sum::<f32>().sqrt()
+}
+
+/// `ratio` × the median norm of the rows a window could keep (not position
+/// 0, not separators); `None` when it has none. Per window, so a resumed or
+/// extended harvest, batched differently, leaves out the same rows.
+fn norm_limit(window_values: &[f32], window: &Window, width: usize, ratio: f64) -> Option<f32> {
+    let mut norms: Vec<f32> = window
+        .origins
+        .iter()
+        .enumerate()
+        .filter(|(j, origin)| *j > 0 && !origin.separator)
+        .map(|(j, _)| l2_norm(&window_values[j * width..][..width]))
+        .collect();
+    if norms.is_empty() {
+        return None;
+    }
+    let middle = norms.len() / 2;
+    let (_, median, _) = norms.select_nth_unstable_by(middle, f32::total_cmp);
+    Some(*median * ratio as f32)
 }
 
 /// Windows for the next forward pass: a full batch, or fewer near the
@@ -340,6 +393,7 @@ fn flush(shard: &mut ShardBuffer, manifest: &mut Manifest, options: &HarvestOpti
     manifest.windows_done =
         shard.first_window + shard.windows.len() - shard.partial.is_some() as usize;
     manifest.partial_rows = shard.partial.unwrap_or(0);
+    manifest.dropped_rows += shard.dropped;
     manifest.write(out)?;
     *shard = ShardBuffer::new(manifest.windows_done);
     Ok(())

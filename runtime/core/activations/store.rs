@@ -49,6 +49,13 @@ pub struct Manifest {
     /// Multiplier making the mean squared L2 norm of scaled rows equal `dim`
     /// (*Scaling Monosemanticity*, "we normalize activations ...").
     pub scale: f64,
+    /// The harvest's `max_norm_ratio`: rows over this multiple of their
+    /// window's median norm were left out.
+    #[serde(default)]
+    pub max_norm_ratio: Option<f64>,
+    /// Rows left out for their norm.
+    #[serde(default)]
+    pub dropped_rows: usize,
     /// The harvest finished (the target was reached or the corpus ran out).
     pub complete: bool,
     pub shards: Vec<ShardInfo>,

@@ -393,6 +393,8 @@ mod tests {
             rows,
             sum_squared_norm,
             scale: crate::core::activations::store::scale_for(dim, rows, sum_squared_norm),
+            max_norm_ratio: None,
+            dropped_rows: 0,
             complete: true,
             shards,
         }

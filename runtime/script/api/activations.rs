@@ -86,6 +86,7 @@ fn harvest_options(model: &crate::core::model::Model, opts: &Map) -> ScriptResul
         "batch_size",
         "dtype",
         "shard_rows",
+        "max_norm_ratio",
     ];
     let opts = Options::new(opts, "harvest", &known)?;
     let out = opts
@@ -108,6 +109,15 @@ fn harvest_options(model: &crate::core::model::Model, opts: &Map) -> ScriptResul
     options.shard_rows = positive(&opts, "shard_rows", options.shard_rows as i64)?;
     if let Some(dtype) = opts.string("dtype")? {
         options.dtype = Dtype::parse(&dtype)?;
+    }
+    if opts.has("max_norm_ratio") {
+        let ratio = opts.f64("max_norm_ratio", 0.0)?;
+        if !(ratio.is_finite() && ratio > 1.0) {
+            return Err(runtime_error(format!(
+                "harvest: max_norm_ratio must be a number above 1 (e.g. 10), got {ratio}"
+            )));
+        }
+        options.max_norm_ratio = Some(ratio);
     }
     Ok(options)
 }
@@ -190,7 +200,8 @@ pub mod activations_api {
     /// Runs the model over corpus windows and writes activations to a store
     /// folder, resuming a harvest already there. Options: `out` (required),
     /// `layer`, `tokens`, `context` (128), `hook` ("resid_pre"), `batch_size`
-    /// (8), `dtype` ("f16"), `shard_rows`.
+    /// (8), `dtype` ("f16"), `shard_rows`, `max_norm_ratio` (leave out attention-sink
+    /// rows whose norm exceeds this multiple of their window's median, e.g. 10).
     /// `m.harvest(demo_corpus(), #{layer: 15, tokens: 100000, out: "runs/acts"})`
     #[rhai_fn(name = "harvest", pure, return_raw)]
     pub fn harvest_into(m: &mut Model, c: Corpus, opts: Map) -> ScriptResult<Store> {
