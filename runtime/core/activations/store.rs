@@ -38,8 +38,9 @@ pub struct Manifest {
     pub tokens_target: usize,
     /// Windows of the corpus whose rows are all in shards (resume point).
     pub windows_done: usize,
-    /// Rows already taken from window `windows_done` when the target was
-    /// reached inside it; a larger target resumes after them.
+    /// Positions of window `windows_done` already taken (kept, or dropped
+    /// for their norm) when the target was reached inside it; a larger
+    /// target resumes after them.
     #[serde(default)]
     pub partial_rows: usize,
     /// Rows in all shards.
