@@ -398,43 +398,31 @@ mod tests {
         assert_eq!(mixed.fingerprint(), mixed.clone().fingerprint());
     }
 
+    /// The error reading the first document of a one-file corpus.
+    fn first_document_error(path: String) -> String {
+        Corpus::from_paths(&[path], Default::default())
+            .unwrap()
+            .documents()
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn bad_sources_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let latin1 = write(root, "latin1.txt", b"caf\xe9");
-        let err = Corpus::from_paths(&[latin1], Default::default())
-            .unwrap()
-            .documents()
-            .next()
-            .unwrap()
-            .unwrap_err();
+        let err = first_document_error(write(root, "latin1.txt", b"caf\xe9"));
         assert!(
-            err.to_string()
-                .contains("latin1.txt is not UTF-8 text (invalid byte at offset 3)"),
+            err.contains("latin1.txt is not UTF-8 text (invalid byte at offset 3)"),
             "{err}"
         );
-        let jsonl = write(root, "a.jsonl", b"{\"body\": \"x\"}\n");
-        let err = Corpus::from_paths(&[jsonl], Default::default())
-            .unwrap()
-            .documents()
-            .next()
-            .unwrap()
-            .unwrap_err();
+        let err = first_document_error(write(root, "a.jsonl", b"{\"body\": \"x\"}\n"));
+        assert!(err.contains("a.jsonl:1: no text field 'text'"), "{err}");
+        let err = first_document_error(write(root, "a.csv", b"id,body\n1,x\n"));
         assert!(
-            err.to_string().contains("a.jsonl:1: no text field 'text'"),
-            "{err}"
-        );
-        let csv = write(root, "a.csv", b"id,body\n1,x\n");
-        let err = Corpus::from_paths(&[csv], Default::default())
-            .unwrap()
-            .documents()
-            .next()
-            .unwrap()
-            .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("no column 'text' (columns: id, body)"),
+            err.contains("no column 'text' (columns: id, body)"),
             "{err}"
         );
         let err = Corpus::from_paths(&[format!("{}/*.none", root.display())], Default::default())
