@@ -542,6 +542,16 @@ pub mod sae_api {
             .collect())
     }
 
+    /// Trains one SAE per grid point on `cfg.source` (a store or a [tokens, d_in] tensor) and returns a
+    /// row per run: `#{n_features, steps, tokens, compute, loss, mse, l0, explained_variance, dead_fraction, ...}`.
+    /// Grid keys and other cfg keys are any `sae(...)` or `s.train(...)` option; `held_out` (activations to evaluate on),
+    /// `eval_tokens`, `csv` (one row appended per finished run; a re-run skips them) and `save_dir` configure the sweep.
+    /// `sweep(#{n_features: [512, 2048], steps: [100, 300]}, #{source: store, held_out: test_store, csv: "runs/sweep.csv"})`
+    #[rhai_fn(return_raw)]
+    pub fn sweep(grid: Dynamic, cfg: Map) -> ScriptResult<Array> {
+        crate::script::api::sae_sweep::sweep(&grid, &cfg)
+    }
+
     /// Toy data with known features (Elhage et al. 2022): `#{x, directions}` where each row of x is a sparse
     /// non-negative sum of `active` (on average) of `n_true` unit directions in `d` dimensions.
     /// `let toy = superposition(#{n_true: 512, d: 64, active: 4, tokens: 32768});`

@@ -10,9 +10,19 @@ use crate::core::sae::Sae;
 use crate::core::scaling::{self, SaeKind};
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
-use rhai::{Dynamic, Map};
+use rhai::{Array, Dynamic, Map};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// `sweep(grid, cfg)`: every grid point's run, resuming from `cfg.csv`.
+pub fn sweep(grid: &Dynamic, cfg: &Map) -> ScriptResult<Array> {
+    let spec = SweepSpec::parse(cfg)?;
+    let points = crate::script::sweep::points_of(grid)?
+        .iter()
+        .map(|p| spec.identify(p))
+        .collect();
+    crate::script::sweep::run_sweep(points, spec.csv.as_deref(), |point| spec.run(point))
+}
 
 /// Options of the sweep itself; every other key is an SAE or training option
 /// shared by all runs, which a grid key of the same name overrides.
@@ -30,11 +40,11 @@ const BOOKKEEPING_KEYS: &[&str] = &[
 ];
 
 /// What every run of a sweep shares.
-pub struct SweepSpec {
+struct SweepSpec {
     source: Dynamic,
     held_out: Option<Dynamic>,
     eval_tokens: u64,
-    pub csv: Option<String>,
+    csv: Option<String>,
     save_dir: Option<PathBuf>,
     /// SAE and training options common to every run.
     shared: Map,
@@ -42,7 +52,7 @@ pub struct SweepSpec {
 }
 
 impl SweepSpec {
-    pub fn parse(cfg: &Map) -> ScriptResult<SweepSpec> {
+    fn parse(cfg: &Map) -> ScriptResult<SweepSpec> {
         let source = cfg.get("source").cloned().ok_or_else(|| {
             runtime_error("sweep: give the activations, e.g. #{source: store, csv: \"runs.csv\"}")
         })?;
@@ -74,7 +84,7 @@ impl SweepSpec {
     /// The point with the shared settings that shape its result (kind, k, lr,
     /// seed, ...) added, so they land in the CSV and a re-run with other
     /// settings is not mistaken for a finished one.
-    pub fn identify(&self, point: &Map) -> Map {
+    fn identify(&self, point: &Map) -> Map {
         let mut full: Map = self
             .shared
             .iter()
@@ -86,7 +96,7 @@ impl SweepSpec {
     }
 
     /// Trains, evaluates and measures the run at `point`.
-    pub fn run(&self, point: &Map) -> ScriptResult<Map> {
+    fn run(&self, point: &Map) -> ScriptResult<Map> {
         let name = run_name(point);
         let (sae_opts, train_opts) = self.options_for(point, &name)?;
         let train_cfg = train_config(&train_opts, "sweep", &[])?;

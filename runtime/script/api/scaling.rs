@@ -253,21 +253,6 @@ pub mod scaling_api {
         })
     }
 
-    /// Trains one SAE per grid point on `cfg.source` (a store or a [tokens, d_in] tensor) and returns a
-    /// row per run: `#{n_features, steps, tokens, compute, loss, mse, l0, explained_variance, dead_fraction, ...}`.
-    /// Grid keys and other cfg keys are any `sae(...)` or `s.train(...)` option; `held_out` (activations to evaluate on),
-    /// `eval_tokens`, `csv` (one row appended per finished run; a re-run skips them) and `save_dir` configure the sweep.
-    /// `sweep(#{n_features: [512, 2048], steps: [100, 300]}, #{source: store, held_out: test_store, csv: "runs/sweep.csv"})`
-    #[rhai_fn(return_raw)]
-    pub fn sweep(grid: Dynamic, cfg: Map) -> ScriptResult<Array> {
-        let spec = crate::script::api::sae_sweep::SweepSpec::parse(&cfg)?;
-        let points = crate::script::sweep::points_of(&grid)?
-            .iter()
-            .map(|p| spec.identify(p))
-            .collect();
-        crate::script::sweep::run_sweep(points, spec.csv.as_deref(), |point| spec.run(point))
-    }
-
     /// Reads a CSV file with a header row into an array of maps (numbers parsed).
     #[rhai_fn(return_raw)]
     pub fn read_csv(path: &str) -> ScriptResult<Array> {
