@@ -320,23 +320,13 @@ fn the_model_bench_script_prints_what_its_driver_reads() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/model_throughput.rhai");
-    let out = crate::support::saelab()
-        .arg("run")
-        .arg(script)
-        .args([
-            "--set",
-            &format!("out={}", dir.path().join("acts").display()),
-        ])
-        .args(["--set", "tokens=20", "--set", "new_tokens=2"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = crate::support::run_shipped(
+        "benches/model_throughput.rhai",
+        &[
+            format!("out={}", dir.path().join("acts").display()),
+            "tokens=20".into(),
+            "new_tokens=2".into(),
+        ],
     );
     for key in [
         "harvest_rows=20",

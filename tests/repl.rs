@@ -54,15 +54,8 @@ fn load_runs_a_file_into_the_session() {
 #[test]
 fn ctrl_c_interrupts_a_running_evaluation_and_keeps_the_session() {
     use std::io::Write;
-    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = crate::support::saelab()
-        .env("SAELAB_HISTORY", dir.path().join("history"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::support::spawn_repl(dir.path());
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(b"let kept = 7;\nlet i = 0; while true { i += 1; }\nkept * 6\n:quit\n")

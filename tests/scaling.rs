@@ -235,7 +235,6 @@ fn the_scaling_study_script_runs_end_to_end_on_the_model() {
     // The study at toy size: a few thousand harvested tokens, three budgets.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().display().to_string();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/scaling_laws.rhai");
     let sets = [
         format!("out={out}"),
         "train_tokens=3000".into(),
@@ -247,18 +246,7 @@ fn the_scaling_study_script_runs_end_to_end_on_the_model() {
         "min_steps=5".into(),
         "min_width=256".into(),
     ];
-    let mut cmd = crate::support::saelab();
-    cmd.arg("run").arg(&script);
-    for set in &sets {
-        cmd.args(["--set", set]);
-    }
-    let output = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = crate::support::run_shipped("scripts/scaling_laws.rhai", &sets);
     for name in [
         "runs.csv",
         "loss_vs_compute.png",

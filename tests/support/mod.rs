@@ -4,7 +4,7 @@ use rhai::Dynamic;
 use saelab::script::{new_engine, EngineOptions};
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Evaluates a script in a fresh engine and returns its value.
 pub fn eval(script: &str) -> Dynamic {
@@ -49,16 +49,40 @@ pub fn run_script(dir: &Path, name: &str, script: &str, args: &[&str]) -> Output
     saelab().arg("run").arg(&path).args(args).output().unwrap()
 }
 
-/// Feeds lines to the REPL on stdin and returns (stdout, stderr).
-pub fn repl(input: &str) -> (String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = saelab()
-        .env("SAELAB_HISTORY", dir.path().join("history"))
+/// Runs a script shipped in the repository (`scripts/…`, `benches/…`) with
+/// `--set` assignments, checks it succeeded, and returns its stdout.
+pub fn run_shipped(script: &str, sets: &[String]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let mut cmd = saelab();
+    cmd.arg("run").arg(&path);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A REPL process with piped stdio and its history kept in `dir`.
+pub fn spawn_repl(dir: &Path) -> Child {
+    saelab()
+        .env("SAELAB_HISTORY", dir.join("history"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Feeds lines to the REPL on stdin and returns (stdout, stderr).
+pub fn repl(input: &str) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_repl(dir.path());
     child
         .stdin
         .take()
