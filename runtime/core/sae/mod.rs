@@ -463,14 +463,7 @@ impl Sae {
     /// codes, f·W_dec is unchanged).
     pub fn normalize_decoder(&self) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        let norms = self
-            .weights
-            .w_dec
-            .inner()
-            .f_norm_scalaropt_dim(2, [1], true)?
-            .f_clamp_min(1e-12)?;
-        let mut w_dec = self.weights.w_dec.inner().shallow_clone();
-        let _ = w_dec.f_div_(&norms)?;
+        let norms = self.divide_decoder_rows_by_their_norms()?;
         let mut w_enc = self.weights.w_enc.inner().shallow_clone();
         let _ = w_enc.f_mul_(&norms)?;
         let mut b_enc = self.weights.b_enc.inner().shallow_clone();
@@ -486,6 +479,12 @@ impl Sae {
     /// TopK constraint, applied after each optimiser step).
     pub fn project_decoder_to_unit_norm(&self) -> Result<()> {
         let _guard = tch::no_grad_guard();
+        self.divide_decoder_rows_by_their_norms()?;
+        Ok(())
+    }
+
+    /// Decoder rows to unit norm in place; returns the old norms, [F, 1].
+    fn divide_decoder_rows_by_their_norms(&self) -> Result<tch::Tensor> {
         let norms = self
             .weights
             .w_dec
@@ -494,7 +493,7 @@ impl Sae {
             .f_clamp_min(1e-12)?;
         let mut w_dec = self.weights.w_dec.inner().shallow_clone();
         let _ = w_dec.f_div_(&norms)?;
-        Ok(())
+        Ok(norms)
     }
 
     /// Multiplies the input space by `factor`: an SAE trained on x·s becomes
