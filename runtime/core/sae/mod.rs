@@ -479,7 +479,7 @@ impl Sae {
     /// TopK constraint, applied after each optimiser step).
     pub fn project_decoder_to_unit_norm(&self) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        self.divide_decoder_rows_by_their_norms()?;
+        let _norms = self.divide_decoder_rows_by_their_norms()?;
         Ok(())
     }
 
