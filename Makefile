@@ -7,17 +7,20 @@ export SAELAB_CACHE := $(CACHE)
 
 # GPU route: `LIBTORCH_USE_PYTORCH=1 make build` links the CUDA libtorch of the
 # active Python's torch instead of the CPU one assembled from wheels.
+# One libtorch release for CPU and GPU machines: tch 0.24 is the binding for
+# torch 2.11, the release a GPU machine's PyTorch provides.
+export TORCH_VERSION := 2.11.0
 ifndef LIBTORCH_USE_PYTORCH
-export LIBTORCH ?= $(CACHE)/libtorch-2.13.0-cpu
+export LIBTORCH ?= $(CACHE)/libtorch-$(TORCH_VERSION)-cpu
 SETUP_LIBTORCH := $(LIBTORCH)/build-version
 endif
 MODEL := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 CORPUS := $(CACHE)/corpus/demo-v1/SOURCES.md
 
-.PHONY: setup build demo test bench peer-venv clean
+.PHONY: setup build build-cuda gpu-bundle demo test bench peer-venv clean
 setup: $(SETUP_LIBTORCH) $(MODEL) $(CORPUS)
 
-$(CACHE)/libtorch-2.13.0-cpu/build-version:
+$(CACHE)/libtorch-$(TORCH_VERSION)-cpu/build-version:
 	setup/fetch-libtorch.sh
 
 $(MODEL):
@@ -32,7 +35,9 @@ build: setup
 demo: build
 	./target/release/saelab run scripts/demo.rhai
 
-test: setup
+# The test suite includes a check of the CUDA build (tests/cuda_build.rs),
+# so it builds that first; no GPU is needed for either.
+test: setup build-cuda
 	cargo test --release --no-fail-fast
 
 # The Python peer of the benchmarks: the venv `make peer-venv` creates when it
@@ -42,8 +47,25 @@ PEER_VENV := $(CACHE)/peer-venv
 PYTHON ?= $(if $(wildcard $(PEER_VENV)/saelab-peer-complete),$(PEER_VENV)/bin/python,python3)
 THREADS ?= $(shell nproc)
 
-peer-venv:
+peer-venv: $(PEER_VENV)/saelab-peer-complete
+
+$(PEER_VENV)/saelab-peer-complete:
 	setup/fetch-peer-python.sh
+
+# The CUDA build, in its own target folder: linked against the CUDA libtorch
+# of the pinned torch wheel (PyPI's torch is the CUDA 13 build), which the
+# peer venv holds. Its binary runs on any machine with an NVIDIA driver for
+# CUDA 13 and that torch's libraries (its rpath, or LD_LIBRARY_PATH).
+CUDA_TARGET := target/cuda
+build-cuda: $(PEER_VENV)/saelab-peer-complete
+	env -u LIBTORCH PATH=$(PEER_VENV)/bin:$$PATH VIRTUAL_ENV=$(PEER_VENV) LIBTORCH_USE_PYTORCH=1 \
+		CARGO_TARGET_DIR=$(CUDA_TARGET) cargo build --release --bin saelab
+
+# Everything a GPU machine with torch $(TORCH_VERSION) needs for the GPU check
+# (gpu/check.sh), in one folder under 64 MB: the CUDA binary and the scripts.
+GPU_BUNDLE ?= target/gpu-bundle
+gpu-bundle: build-cuda
+	gpu/make-bundle.sh $(CUDA_TARGET)/release/saelab $(GPU_BUNDLE)
 
 # SAE training throughput (saelab's native and scripted loops and the same
 # loops in plain PyTorch, interleaved, with a table of medians and ratios),

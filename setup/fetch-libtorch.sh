@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Assemble a CPU libtorch 2.13.0 from PyPI wheels into the per-user cache.
+# Assemble a CPU libtorch (TORCH_VERSION, set by the Makefile) from PyPI wheels into the per-user cache.
 #
 # tch's own download site is unreachable from our machines, but PyPI is not.
 # The torch wheel carries headers and shared libraries; we keep only the CPU
@@ -9,7 +9,7 @@
 # interrupted fetch never leaves a half-made libtorch behind.
 set -euo pipefail
 
-TORCH_VERSION=2.13.0
+TORCH_VERSION=${TORCH_VERSION:-2.11.0}
 CUDART_VERSION=13.0.96
 CUPTI_VERSION=13.0.85
 CACHE="${SAELAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/saelab}"

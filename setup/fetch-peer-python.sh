@@ -13,7 +13,7 @@ CACHE="${SAELAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/saelab}"
 DEST="$CACHE/peer-venv"
 MARKER="$DEST/saelab-peer-complete"
 PACKAGES=(
-  "torch==2.13.0"
+  "torch==${TORCH_VERSION:-2.11.0}"
   "transformers==5.24.0"
   "gguf==0.19.0"
   "numpy==2.4.6"

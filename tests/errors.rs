@@ -40,6 +40,18 @@ fn bad_arguments_are_errors() {
         eval_err("adam([ones([2]).requires_grad()], #{lrr: 1})").contains("unknown option 'lrr'")
     );
     assert!(eval_err("ones([2]).to(\"tpu\")").contains("unknown device"));
+    let cuda_9 = eval_err("ones([2]).to(\"cuda:9\")");
+    assert!(
+        cuda_9.contains("not available") && cuda_9.contains("line 1"),
+        "{cuda_9}"
+    );
+    let fp8 = eval_err(
+        "let s = sae(#{d_in: 4, n_features: 8});\ns.train(randn([64, 4]), #{steps: 1, precision: \"fp8\"})",
+    );
+    assert!(
+        fp8.contains("unknown precision 'fp8'") && fp8.contains("line 2"),
+        "{fp8}"
+    );
 }
 
 #[test]

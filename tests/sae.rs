@@ -42,6 +42,24 @@ fn topk_sae_recovers_superposed_features() {
 }
 
 #[test]
+fn bf16_mixed_precision_training_still_recovers_superposed_features() {
+    one_thread();
+    for sae_options in ["l1: 3.0", "kind: \"topk\", k: 4"] {
+        let recovery = float(&format!(
+            "{TOY}
+             let s = sae(#{{d_in: 64, n_features: 1024, {sae_options}}});
+             s.train(toy.x, #{{steps: 400, batch_size: 512, lr: 5e-3, progress: false, precision: \"bf16\"}});
+             if s.encoder.dtype != \"f32\" {{ throw \"master weights must stay f32\"; }}
+             max_cosine_similarity(toy.directions, s.decoder).mean().item()"
+        ));
+        assert!(
+            recovery >= 0.9,
+            "{sae_options}: mean max cosine similarity {recovery}"
+        );
+    }
+}
+
+#[test]
 fn jumprelu_sae_trains_to_a_sensible_l0() {
     one_thread();
     let value = eval(&format!(

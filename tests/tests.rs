@@ -4,6 +4,7 @@ mod support;
 
 mod activations;
 mod cli;
+mod cuda_build;
 mod errors;
 mod model;
 mod notebook;

@@ -2,11 +2,13 @@
 //! optimisers, progress reporting, language models. Nothing in here knows about Rhai.
 pub mod activations;
 pub mod corpus;
+pub mod cuda;
 pub mod error;
 pub mod interrupt;
 pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod precision;
 pub mod progress;
 pub mod rng;
 pub mod sae;

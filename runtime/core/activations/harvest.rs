@@ -6,13 +6,14 @@
 //! A harvest that stops — Ctrl-C, a crash, a full disk — therefore resumes
 //! from the manifest's `windows_done` with nothing lost and nothing twice;
 //! Ctrl-C also writes out the rows already computed before stopping.
-use super::npy::{self, Dtype};
+use super::npy::Dtype;
+use super::pipeline::{self, InFlight, Landed, ShardFiles, ShardWriter};
 use super::store::{scale_for, Manifest, ShardInfo, Store, FORMAT};
 use crate::core::corpus::{Corpus, Window};
-use crate::core::model::{HookPoint, Hooks, Logits, Model, Site};
+use crate::core::model::{HookPoint, Hooks, Model, Site};
 use crate::core::{interrupt, progress, Error, Result};
-use half::f16;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
 
 /// What to harvest and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,17 @@ pub struct HarvestOptions {
 }
 
 impl HarvestOptions {
+    /// Windows per forward pass when none is asked for: 8 on a CPU, where
+    /// larger batches gain nothing; 64 on a GPU, which needs ~8k tokens per
+    /// pass to be busy with a model of SmolLM2-135M's size.
+    pub fn default_batch_size(device: tch::Device) -> usize {
+        if device.is_cuda() {
+            64
+        } else {
+            8
+        }
+    }
+
     /// Defaults: 128-token windows, batches of 8, f16, ~64 MB shards.
     pub fn new(site: Site, tokens: usize, out: impl Into<PathBuf>) -> Self {
         HarvestOptions {
@@ -193,14 +205,10 @@ impl ShardBuffer {
         }
     }
 
-    fn push(&mut self, row: &[f32], dtype: Dtype, meta: [i64; 5]) {
-        self.sum_squared_norm += row.iter().map(|&v| v as f64 * v as f64).sum::<f64>();
-        match dtype {
-            Dtype::F16 => self
-                .data
-                .extend(row.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes())),
-            _ => self.data.extend(row.iter().flat_map(|&v| v.to_le_bytes())),
-        }
+    /// One row: its bytes in the stored dtype and its squared norm.
+    fn push(&mut self, row: &[u8], squared_norm: f32, meta: [i64; 5]) {
+        self.sum_squared_norm += squared_norm as f64;
+        self.data.extend_from_slice(row);
         self.meta.extend(meta);
         self.rows += 1;
     }
@@ -212,124 +220,170 @@ fn run(
     options: &HarvestOptions,
     manifest: &mut Manifest,
 ) -> Result<()> {
-    let mut windows = corpus
-        .windows(&model.tokenizer, options.context)?
-        .skip(manifest.windows_done);
     let hooks = Hooks::reading(&[options.site]);
     let bar = progress::bar(options.tokens as u64, "tokens");
     bar.set_message(format!("harvesting {}", options.site));
     bar.set_position(manifest.rows as u64);
+    std::thread::scope(|scope| {
+        let windows = pipeline::tokenize_ahead(
+            scope,
+            corpus,
+            &model.tokenizer,
+            options.context,
+            manifest.windows_done,
+            4 * options.batch_size,
+        );
+        let writer = ShardWriter::spawn(scope, &options.out);
+        let result = run_batches(model, &hooks, &windows, options, manifest, &writer, &bar);
+        // Stops the tokeniser thread, then waits for the last writes.
+        drop(windows);
+        let written = writer.finish();
+        match result {
+            Ok(()) => written,
+            // An error of the writer explains a failed send better than the send.
+            Err(err) => Err(written.err().unwrap_or(err)),
+        }
+    })
+}
+
+/// Runs batch after batch, keeping one in flight on the device while the
+/// previous one's rows are sorted into shards.
+fn run_batches(
+    model: &Model,
+    hooks: &Hooks,
+    windows: &Receiver<Result<Window>>,
+    options: &HarvestOptions,
+    manifest: &mut Manifest,
+    writer: &ShardWriter,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
     let mut shard = ShardBuffer::new(manifest.windows_done);
+    let mut in_flight: Option<InFlight> = None;
     loop {
         if let Err(stop) = interrupt::check() {
-            flush(&mut shard, manifest, options)?;
+            // The batch in flight is dropped: none of its windows was counted.
+            flush(&mut shard, manifest, options, writer)?;
             bar.abandon();
             return Err(stop);
         }
+        if let Some(current) = &in_flight {
+            current.wait();
+        }
+        // Rows still wanted beyond what the batch in flight can give at most.
         let remaining = options.tokens - (manifest.rows + shard.rows);
-        let batch = windows
-            .by_ref()
-            .take(windows_for(remaining, options))
-            .collect::<Result<Vec<Window>>>()?;
-        if batch.is_empty() {
-            break; // the corpus ran out before the target
-        }
-        let sequences: Vec<Vec<u32>> = batch.iter().map(|w| w.tokens.clone()).collect();
-        let out = model.run(&sequences, &hooks, Logits::Skip)?;
-        let activations = out
-            .activations
-            .first()
-            .ok_or_else(|| Error::invalid("the model returned no activations"))?;
-        let t = activations.size()[1] as usize;
-        let values = Vec::<f32>::try_from(
-            activations
-                .f_to(tch::Device::Cpu)?
-                .f_to_kind(tch::Kind::Float)?
-                .f_contiguous()?
-                .f_reshape([-1])?,
-        )?;
-        let width = manifest.dim;
-        for (b, window) in batch.iter().enumerate() {
-            let window_values = &values[b * t * width..(b + 1) * t * width];
-            let norm_limit = options
-                .max_norm_ratio
-                .and_then(|ratio| norm_limit(window_values, window, width, ratio));
-            let window_index = shard.first_window + shard.windows.len();
-            shard.windows.push(window.tokens.clone());
-            // A window the previous run stopped inside: its first rows are in shards already.
-            let mut skip = if window_index == manifest.windows_done {
-                manifest.partial_rows
+        let in_flight_rows = in_flight
+            .as_ref()
+            .map_or(0, |f| f.windows.len() * options.context.saturating_sub(1));
+        let next = if remaining > in_flight_rows {
+            let batch =
+                pipeline::take_windows(windows, windows_for(remaining - in_flight_rows, options))?;
+            if batch.is_empty() {
+                None // the corpus ran out
             } else {
-                0
-            };
-            let mut taken = 0;
-            for (j, origin) in window.origins.iter().enumerate() {
-                if j == 0 || origin.separator {
-                    continue;
-                }
-                if skip > 0 {
-                    skip -= 1;
-                    taken += 1;
-                    continue;
-                }
-                if manifest.rows + shard.rows >= options.tokens {
-                    shard.partial = Some(taken);
-                    break;
-                }
-                let row = &window_values[j * width..][..width];
-                if norm_limit.is_some_and(|limit| l2_norm(row) > limit) {
-                    shard.dropped += 1;
-                    taken += 1;
-                    continue;
-                }
-                let meta = [
-                    window.tokens[j] as i64,
-                    origin.document as i64,
-                    origin.position as i64,
-                    window_index as i64,
-                    j as i64,
-                ];
-                shard.push(row, options.dtype, meta);
-                taken += 1;
+                Some(pipeline::launch(model, hooks, batch, options.dtype)?)
             }
-            if shard.partial.is_some() {
-                break;
+        } else {
+            None
+        };
+        let Some(current) = std::mem::replace(&mut in_flight, next) else {
+            if in_flight.is_none() {
+                break; // nothing queued and nothing to queue
             }
-        }
+            continue;
+        };
+        keep_rows(&current.land()?, &mut shard, manifest, options);
         bar.set_position((manifest.rows + shard.rows) as u64);
         let done = manifest.rows + shard.rows >= options.tokens;
         if done || shard.rows >= options.shard_rows {
-            flush(&mut shard, manifest, options)?;
+            flush(&mut shard, manifest, options, writer)?;
         }
         if done {
             break;
         }
     }
-    flush(&mut shard, manifest, options)?;
+    flush(&mut shard, manifest, options, writer)?;
     bar.finish();
     Ok(())
 }
 
-fn l2_norm(row: &[f32]) -> f32 {
-    row.iter().map(|v| v * v).sum::<f32>().sqrt()
+/// Sorts a batch's rows into the shard buffer, in window order, until the
+/// target: position 0, separators and (with `max_norm_ratio`) attention
+/// sinks are left out.
+fn keep_rows(
+    batch: &Landed,
+    shard: &mut ShardBuffer,
+    manifest: &Manifest,
+    options: &HarvestOptions,
+) {
+    let t = batch.positions;
+    for (b, window) in batch.windows.iter().enumerate() {
+        let norms: Vec<f32> = batch.squared_norms[b * t..(b + 1) * t]
+            .iter()
+            .map(|squared| squared.sqrt())
+            .collect();
+        let norm_limit = options
+            .max_norm_ratio
+            .and_then(|ratio| norm_limit(&norms, window, ratio));
+        let window_index = shard.first_window + shard.windows.len();
+        shard.windows.push(window.tokens.clone());
+        // A window the previous run stopped inside: its first rows are in shards already.
+        let mut skip = if window_index == manifest.windows_done {
+            manifest.partial_rows
+        } else {
+            0
+        };
+        let mut taken = 0;
+        for (j, origin) in window.origins.iter().enumerate() {
+            if j == 0 || origin.separator {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                taken += 1;
+                continue;
+            }
+            if manifest.rows + shard.rows >= options.tokens {
+                shard.partial = Some(taken);
+                break;
+            }
+            if norm_limit.is_some_and(|limit| norms[j] > limit) {
+                shard.dropped += 1;
+                taken += 1;
+                continue;
+            }
+            let meta = [
+                window.tokens[j] as i64,
+                origin.document as i64,
+                origin.position as i64,
+                window_index as i64,
+                j as i64,
+            ];
+            let row = &batch.bytes[(b * t + j) * batch.row_bytes..][..batch.row_bytes];
+            shard.push(row, batch.squared_norms[b * t + j], meta);
+            taken += 1;
+        }
+        if shard.partial.is_some() {
+            break;
+        }
+    }
 }
 
 /// `ratio` × the median norm of the rows a window could keep (not position
 /// 0, not separators); `None` when it has none. Per window, so a resumed or
 /// extended harvest, batched differently, leaves out the same rows.
-fn norm_limit(window_values: &[f32], window: &Window, width: usize, ratio: f64) -> Option<f32> {
-    let mut norms: Vec<f32> = window
+fn norm_limit(norms: &[f32], window: &Window, ratio: f64) -> Option<f32> {
+    let mut kept: Vec<f32> = window
         .origins
         .iter()
         .enumerate()
         .filter(|(j, origin)| *j > 0 && !origin.separator)
-        .map(|(j, _)| l2_norm(&window_values[j * width..][..width]))
+        .map(|(j, _)| norms[j])
         .collect();
-    if norms.is_empty() {
+    if kept.is_empty() {
         return None;
     }
-    let middle = norms.len() / 2;
-    let (_, median, _) = norms.select_nth_unstable_by(middle, f32::total_cmp);
+    let middle = kept.len() / 2;
+    let (_, median, _) = kept.select_nth_unstable_by(middle, f32::total_cmp);
     Some(*median * ratio as f32)
 }
 
@@ -343,29 +397,32 @@ fn windows_for(remaining_rows: usize, options: &HarvestOptions) -> usize {
         .clamp(1, options.batch_size)
 }
 
-/// Writes the buffer as a shard (three files, each atomic), then the manifest.
-fn flush(shard: &mut ShardBuffer, manifest: &mut Manifest, options: &HarvestOptions) -> Result<()> {
+/// Turns the buffer into a shard, moves the manifest forward, and queues
+/// both for the writer (the shard's three files, each atomic, then the manifest).
+fn flush(
+    shard: &mut ShardBuffer,
+    manifest: &mut Manifest,
+    options: &HarvestOptions,
+    writer: &ShardWriter,
+) -> Result<()> {
     if shard.windows.is_empty() {
         return Ok(());
     }
-    let out = &options.out;
-    if shard.rows > 0 {
+    let buffer = std::mem::replace(shard, ShardBuffer::new(0));
+    let files = (buffer.rows > 0).then(|| {
         let name = format!("shard-{:05}", manifest.shards.len());
-        npy::write(
-            &out.join(format!("{name}.npy")),
-            options.dtype,
-            &[shard.rows, manifest.dim],
-            &shard.data,
-        )?;
-        let meta: Vec<u8> = shard.meta.iter().flat_map(|v| v.to_le_bytes()).collect();
-        npy::write(
-            &out.join(format!("{name}.rows.npy")),
-            Dtype::I64,
-            &[shard.rows, 5],
-            &meta,
-        )?;
-        let mut window_ids = Vec::with_capacity(shard.windows.len() * options.context * 8);
-        for window in &shard.windows {
+        manifest.shards.push(ShardInfo {
+            name: name.clone(),
+            rows: buffer.rows,
+            first_window: buffer.first_window,
+            windows: buffer.windows.len(),
+            sum_squared_norm: buffer.sum_squared_norm,
+        });
+        manifest.rows += buffer.rows;
+        manifest.sum_squared_norm += buffer.sum_squared_norm;
+        manifest.scale = scale_for(manifest.dim, manifest.rows, manifest.sum_squared_norm);
+        let mut window_ids = Vec::with_capacity(buffer.windows.len() * options.context * 8);
+        for window in &buffer.windows {
             let padded = window
                 .iter()
                 .map(|&id| id as i64)
@@ -373,30 +430,24 @@ fn flush(shard: &mut ShardBuffer, manifest: &mut Manifest, options: &HarvestOpti
                 .take(options.context);
             window_ids.extend(padded.flat_map(|v| v.to_le_bytes()));
         }
-        npy::write(
-            &out.join(format!("{name}.windows.npy")),
-            Dtype::I64,
-            &[shard.windows.len(), options.context],
-            &window_ids,
-        )?;
-        manifest.shards.push(ShardInfo {
+        ShardFiles {
             name,
-            rows: shard.rows,
-            first_window: shard.first_window,
-            windows: shard.windows.len(),
-            sum_squared_norm: shard.sum_squared_norm,
-        });
-        manifest.rows += shard.rows;
-        manifest.sum_squared_norm += shard.sum_squared_norm;
-        manifest.scale = scale_for(manifest.dim, manifest.rows, manifest.sum_squared_norm);
-    }
+            dtype: options.dtype,
+            rows: buffer.rows,
+            dim: manifest.dim,
+            data: buffer.data,
+            meta: buffer.meta.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            windows: window_ids,
+            n_windows: buffer.windows.len(),
+            context: options.context,
+        }
+    });
     manifest.windows_done =
-        shard.first_window + shard.windows.len() - shard.partial.is_some() as usize;
-    manifest.partial_rows = shard.partial.unwrap_or(0);
-    manifest.dropped_rows += shard.dropped;
-    manifest.write(out)?;
+        buffer.first_window + buffer.windows.len() - buffer.partial.is_some() as usize;
+    manifest.partial_rows = buffer.partial.unwrap_or(0);
+    manifest.dropped_rows += buffer.dropped;
     *shard = ShardBuffer::new(manifest.windows_done);
-    Ok(())
+    writer.send(files, manifest.clone())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! memory-mapped as shuffled training batches.
 pub mod harvest;
 pub mod npy;
+mod pipeline;
 pub mod store;
 
 pub use harvest::{harvest, HarvestOptions};

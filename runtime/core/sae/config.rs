@@ -2,6 +2,7 @@
 //! comes from, the λ warm-up and learning-rate schedules, and what a run
 //! reports (one history entry every `log_every` steps).
 use super::init::DecoderBiasInit;
+use crate::core::precision::Precision;
 use crate::core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -85,6 +86,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Draw a progress bar (only shown on a terminal).
     pub show_progress: bool,
+    /// Precision of the training steps (f32 master weights and Adam state
+    /// in every case); see [`Precision`].
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -113,6 +117,7 @@ impl Default for TrainConfig {
             resume: true,
             seed: 0,
             show_progress: true,
+            precision: Precision::F32,
         }
     }
 }

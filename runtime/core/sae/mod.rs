@@ -10,6 +10,7 @@
 //! `nn.Linear`'s weight — because TopK gathers whole rows of it; the
 //! checkpoint transposes it to SAELens's [d_in, d_sae]. `W_dec` is
 //! [n_features, d_in]: its rows are the feature directions.
+use crate::core::precision::Precision;
 use crate::core::{Error, Result, Tensor};
 use tch::{Device, Kind};
 
@@ -253,6 +254,19 @@ impl Weights {
         })
     }
 
+    /// Differentiable copies in another dtype (bf16 for mixed precision):
+    /// gradients through them reach these weights in their own dtype.
+    pub fn cast(&self, kind: Kind) -> Result<Weights> {
+        let cast = |t: &Tensor| -> Result<Tensor> { Ok(Tensor::new(t.inner().f_totype(kind)?)) };
+        Ok(Weights {
+            w_enc: cast(&self.w_enc)?,
+            b_enc: cast(&self.b_enc)?,
+            w_dec: cast(&self.w_dec)?,
+            b_dec: cast(&self.b_dec)?,
+            log_threshold: self.log_threshold.as_ref().map(cast).transpose()?,
+        })
+    }
+
     /// Row norms of the decoder, ‖W_dec,i‖ (differentiable).
     pub fn decoder_norms(&self) -> Result<tch::Tensor> {
         Ok(self.w_dec.inner().f_norm_scalaropt_dim(2, [1], false)?)
@@ -268,6 +282,8 @@ pub struct LossOptions {
     pub l1_scale: Option<f64>,
     /// Features counted as dead [n_features] (bool), for AuxK.
     pub dead_mask: Option<tch::Tensor>,
+    /// The forward pass's precision; the loss parts come back in f32.
+    pub precision: Precision,
 }
 
 /// One forward pass with every loss part (all scalars are differentiable).
@@ -424,25 +440,35 @@ impl Sae {
     /// Reconstruction, codes and every loss part for inputs x [batch, d_in].
     pub fn forward(&self, x: &tch::Tensor, opts: &LossOptions) -> Result<Forward> {
         let x = self.prepare(x)?;
-        let encoded = self.arch.encode(&self.weights, &x)?;
-        let x_hat = encoded.codes.decode(&self.weights)?;
+        let compute = opts.precision.compute_kind();
+        let weights = if compute == Kind::Float {
+            self.weights.clone()
+        } else {
+            self.weights.cast(compute)?
+        };
+        let encoded = self.arch.encode(&weights, &x.f_totype(compute)?)?;
+        let x_hat = encoded.codes.decode(&weights)?.f_totype(Kind::Float)?;
         let error = x.f_sub(&x_hat)?;
         let mse = error
             .f_square()?
             .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
             .f_mean(None::<Kind>)?;
-        let penalty = self.arch.penalty(&self.weights, &encoded)?;
+        let penalty = self
+            .arch
+            .penalty(&weights, &encoded)?
+            .f_totype(Kind::Float)?;
         let lambda =
             opts.l1_coefficient.unwrap_or(self.cfg.l1_coefficient) * opts.l1_scale.unwrap_or(1.0);
         let mut loss = mse.f_add(&penalty.f_mul_scalar(lambda)?)?;
         let aux = match &opts.dead_mask {
             Some(dead) => self
                 .arch
-                .aux_loss(&self.weights, &encoded, &error.f_detach()?, dead)?,
+                .aux_loss(&weights, &encoded, &error.f_detach()?, dead)?,
             None => None,
         };
         let aux = match aux {
             Some(aux) => {
+                let aux = aux.f_totype(Kind::Float)?;
                 loss = loss.f_add(&aux)?;
                 aux
             }

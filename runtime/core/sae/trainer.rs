@@ -236,6 +236,7 @@ impl<'a> Trainer<'a> {
     /// Runs until `step` steps have been taken in total (or the schedule ends).
     pub fn run_until(&mut self, step: u64) -> Result<()> {
         let last = step.min(self.cfg.steps);
+        let _tf32 = self.cfg.precision.matmul_guard();
         self.bar.set_position(self.state.step);
         while self.state.step < last {
             interrupt::check()?;
@@ -257,6 +258,7 @@ impl<'a> Trainer<'a> {
         let opts = LossOptions {
             l1_scale: Some(l1_scale),
             dead_mask,
+            precision: self.cfg.precision,
             ..Default::default()
         };
         let out = self.sae.forward(&x, &opts)?;

@@ -105,7 +105,8 @@ fn harvest_options(model: &crate::core::model::Model, opts: &Map) -> ScriptResul
         out,
     );
     options.context = positive(&opts, "context", options.context as i64)?;
-    options.batch_size = positive(&opts, "batch_size", options.batch_size as i64)?;
+    let default_batch = HarvestOptions::default_batch_size(model.llama.device());
+    options.batch_size = positive(&opts, "batch_size", default_batch as i64)?;
     options.shard_rows = positive(&opts, "shard_rows", options.shard_rows as i64)?;
     if let Some(dtype) = opts.string("dtype")? {
         options.dtype = Dtype::parse(&dtype)?;
@@ -200,7 +201,7 @@ pub mod activations_api {
     /// Runs the model over corpus windows and writes activations to a store
     /// folder, resuming a harvest already there. Options: `out` (required),
     /// `layer`, `tokens`, `context` (128), `hook` ("resid_pre"), `batch_size`
-    /// (8), `dtype` ("f16"), `shard_rows`, `max_norm_ratio` (leave out attention-sink
+    /// (8 on a CPU, 64 on a GPU), `dtype` ("f16"), `shard_rows`, `max_norm_ratio` (leave out attention-sink
     /// rows whose norm exceeds this multiple of their window's median, e.g. 10).
     /// `m.harvest(demo_corpus(), #{layer: 15, tokens: 100000, out: "runs/acts"})`
     #[rhai_fn(name = "harvest", pure, return_raw)]

@@ -1,5 +1,6 @@
 //! Sparse autoencoders from scripts: build, train natively or piece by piece
 //! in Rhai, evaluate, save and load in SAELens's layout.
+use crate::core::precision::Precision;
 use crate::core::sae::trainer::{DeadFeatureRemedy, HistoryRecord, TrainConfig, TrainReport};
 use crate::core::sae::{
     self, init::DecoderBiasInit, metrics::Evaluation, ActivationSource, SaeConfig, StoreSource,
@@ -66,7 +67,7 @@ pub(crate) const TRAIN_KEYS: &[&str] = &[
     "steps", "tokens", "batch_size", "lr", "betas", "eps", "l1_warmup", "lr_decay", "max_grad_norm",
     "normalize", "b_dec_init", "b_dec_init_tokens", "dead_features", "dead_window",
     "resample_every", "resample_tokens", "log_every", "csv", "checkpoint_dir", "checkpoint_every",
-    "keep_checkpoints", "resume", "seed", "progress",
+    "keep_checkpoints", "resume", "seed", "progress", "precision",
 ];
 
 fn non_negative(o: &Options, key: &str, default: u64) -> ScriptResult<u64> {
@@ -131,6 +132,10 @@ pub(crate) fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptR
         resume: o.bool("resume", d.resume)?,
         seed: non_negative(&o, "seed", d.seed)?,
         show_progress: o.bool("progress", d.show_progress)?,
+        precision: match o.string("precision")? {
+            Some(name) => Precision::parse(&name)?,
+            None => d.precision,
+        },
     })
 }
 
@@ -250,7 +255,7 @@ fn evaluation_map(e: &Evaluation) -> ScriptResult<Map> {
 }
 
 fn loss_options(s: &sae::Sae, opts: &Map) -> ScriptResult<sae::LossOptions> {
-    let o = Options::new(opts, "loss", &["l1", "l1_scale", "dead_mask"])?;
+    let o = Options::new(opts, "loss", &["l1", "l1_scale", "dead_mask", "precision"])?;
     let dead_mask = match opts.get("dead_mask") {
         None => None,
         Some(v) => match v.read_lock::<Tensor>() {
@@ -272,6 +277,10 @@ fn loss_options(s: &sae::Sae, opts: &Map) -> ScriptResult<sae::LossOptions> {
             .then(|| o.f64("l1_scale", 1.0))
             .transpose()?,
         dead_mask,
+        precision: match o.string("precision")? {
+            Some(name) => Precision::parse(&name)?,
+            None => Precision::F32,
+        },
     })
 }
 
@@ -296,7 +305,7 @@ pub mod sae_api {
 
     /// Trains natively with the paper's recipe; returns the final metrics and `history`.
     /// Options: steps (or tokens), batch_size, lr, l1_warmup, lr_decay, dead_features, dead_window, log_every, csv,
-    /// checkpoint_dir, checkpoint_every, resume, seed, progress, ...
+    /// checkpoint_dir, checkpoint_every, resume, seed, progress, precision ("f32", "tf32", "bf16"), ...
     /// `let report = s.train(acts, #{steps: 2000, batch_size: 4096, lr: 1e-3});`
     #[rhai_fn(return_raw)]
     pub fn train(s: &mut Sae, source: Dynamic, cfg: Map) -> ScriptResult<Map> {
@@ -435,7 +444,7 @@ pub mod sae_api {
         Ok(m)
     }
 
-    /// The training loss as a scalar tensor with gradients; options `#{l1, l1_scale, dead_mask}`.
+    /// The training loss as a scalar tensor with gradients; options `#{l1, l1_scale, dead_mask, precision}`.
     /// `let loss = s.loss(x, #{l1_scale: min(1.0, step / 100.0)}); loss.backward();`
     #[rhai_fn(pure, return_raw)]
     pub fn loss(s: &mut Sae, x: Tensor, opts: Map) -> ScriptResult<Tensor> {

