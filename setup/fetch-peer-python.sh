@@ -16,6 +16,7 @@ PACKAGES=(
   "torch==${TORCH_VERSION:-2.11.0}"
   "transformers==5.24.0"
   "gguf==0.19.0"
+  "accelerate==1.15.0"
   "numpy==2.4.6"
   "safetensors==0.8.0"
 )
