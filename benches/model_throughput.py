@@ -121,6 +121,10 @@ def run_saelab(args, out):
     if done.returncode != 0:
         sys.exit(f"saelab failed ({done.returncode}): {' '.join(command)}\n{done.stdout}{done.stderr[-2000:]}")
     figures = {k: float(v) for k, v in re.findall(r"^(\w+)=([-0-9.e]+)$", done.stdout, re.M)}
+    # With SAELAB_PROFILE=harvest saelab says where the harvest's time went.
+    for line in done.stderr.splitlines():
+        if line.startswith("harvest timings"):
+            print(f"  saelab {line}", flush=True)
     figures["peak_rss"] = figures.pop("peak_rss_kb") * 1024
     return figures
 

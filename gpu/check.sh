@@ -76,8 +76,10 @@ if [ "$QUICK" = 1 ]; then
     model_args=(--tokens 512 --reps 2 --new-tokens 8 --batch 4)
     ce_args=(tokens=2048 n_features=512 steps=40 batch_size=256 ce_tokens=128 harvest_batch=8)
 else
-    sae_widths=16384,65536 sae_bf16_width=65536 sae_steps=30 sae_batch=4096 sae_peak_width=65536
-    model_args=(--tokens 65536 --reps 3 --new-tokens 64 --batch 64)
+    sae_widths=16384,65536 sae_bf16_width=65536 sae_steps=60 sae_batch=4096 sae_peak_width=65536
+    # A quarter of a million rows: four shards, so that the pipeline's start
+    # and the last shard's write (which nothing overlaps) weigh as in a real harvest.
+    model_args=(--tokens 262144 --reps 3 --new-tokens 64 --batch 64)
     ce_args=(tokens=32768 n_features=4096 steps=300 batch_size=1024 ce_tokens=1024 harvest_batch=64)
 fi
 
@@ -180,7 +182,7 @@ run_step ce_loss 180 "$saelab" run gpu/ce_loss.rhai --set "out=$out/ce" --set "d
 
 # --- d. model throughput ----------------------------------------------------------------
 echo "# section d: model throughput"
-run_step model 240 "$PYTHON" benches/model_throughput.py --saelab "$saelab" --device "$DEVICE" \
+run_step model 240 env SAELAB_PROFILE=harvest "$PYTHON" benches/model_throughput.py --saelab "$saelab" --device "$DEVICE" \
     --threads "$THREADS" "${model_args[@]}" --json "$out/model.json"
 
 # --- c. SAE training throughput -------------------------------------------------------

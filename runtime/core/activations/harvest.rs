@@ -14,6 +14,7 @@ use crate::core::model::{HookPoint, Hooks, Model, Site};
 use crate::core::{interrupt, progress, Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 /// What to harvest and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,10 +235,23 @@ fn run(
             4 * options.batch_size,
         );
         let writer = ShardWriter::spawn(scope, &options.out);
-        let result = run_batches(model, &hooks, &windows, options, manifest, &writer, &bar);
+        let mut timings = Timings::default();
+        let result = run_batches(
+            model,
+            &hooks,
+            &windows,
+            options,
+            manifest,
+            &writer,
+            &bar,
+            &mut timings,
+        );
         // Stops the tokeniser thread, then waits for the last writes.
         drop(windows);
+        let finishing = Instant::now();
         let written = writer.finish();
+        timings.last_write += finishing.elapsed();
+        timings.report();
         match result {
             Ok(()) => written,
             // An error of the writer explains a failed send better than the send.
@@ -246,8 +260,55 @@ fn run(
     })
 }
 
+/// Where a harvest's time went, printed to stderr when the environment
+/// variable SAELAB_PROFILE contains "harvest" (for benchmarks).
+#[derive(Default)]
+struct Timings {
+    /// Waiting for the tokeniser thread's windows.
+    windows: Duration,
+    /// Queueing the model (on a CPU: running it).
+    launch: Duration,
+    /// Waiting for the device to finish a batch and its copies.
+    device: Duration,
+    /// Sorting rows into the shard buffer on the host.
+    rows: Duration,
+    /// Handing shards to the writer (waiting when it is behind).
+    flush: Duration,
+    /// Waiting for the writer at the end.
+    last_write: Duration,
+    batches: usize,
+}
+
+impl Timings {
+    fn report(&self) {
+        if !std::env::var("SAELAB_PROFILE").is_ok_and(|v| v.contains("harvest")) {
+            return;
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        eprintln!(
+            "harvest timings over {} batches (ms): windows {:.1}, launch {:.1}, device wait {:.1}, rows {:.1}, flush {:.1}, last write {:.1}",
+            self.batches,
+            ms(self.windows),
+            ms(self.launch),
+            ms(self.device),
+            ms(self.rows),
+            ms(self.flush),
+            ms(self.last_write)
+        );
+    }
+}
+
+/// Adds the time `f` takes to `total`.
+fn timed<T>(total: &mut Duration, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let value = f();
+    *total += start.elapsed();
+    value
+}
+
 /// Runs batch after batch, keeping one in flight on the device while the
 /// previous one's rows are sorted into shards.
+#[allow(clippy::too_many_arguments)]
 fn run_batches(
     model: &Model,
     hooks: &Hooks,
@@ -256,6 +317,7 @@ fn run_batches(
     manifest: &mut Manifest,
     writer: &ShardWriter,
     bar: &indicatif::ProgressBar,
+    timings: &mut Timings,
 ) -> Result<()> {
     let mut shard = ShardBuffer::new(manifest.windows_done);
     let mut in_flight: Option<InFlight> = None;
@@ -267,7 +329,7 @@ fn run_batches(
             return Err(stop);
         }
         if let Some(current) = &in_flight {
-            current.wait();
+            timed(&mut timings.device, || current.wait());
         }
         // Rows still wanted beyond what the batch in flight can give at most.
         let remaining = options.tokens - (manifest.rows + shard.rows);
@@ -275,12 +337,17 @@ fn run_batches(
             .as_ref()
             .map_or(0, |f| f.windows.len() * options.context.saturating_sub(1));
         let next = if remaining > in_flight_rows {
-            let batch =
-                pipeline::take_windows(windows, windows_for(remaining - in_flight_rows, options))?;
+            let wanted = windows_for(remaining - in_flight_rows, options);
+            let batch = timed(&mut timings.windows, || {
+                pipeline::take_windows(windows, wanted)
+            })?;
             if batch.is_empty() {
                 None // the corpus ran out
             } else {
-                Some(pipeline::launch(model, hooks, batch, options.dtype)?)
+                timings.batches += 1;
+                Some(timed(&mut timings.launch, || {
+                    pipeline::launch(model, hooks, batch, options.dtype)
+                })?)
             }
         } else {
             None
@@ -291,11 +358,16 @@ fn run_batches(
             }
             continue;
         };
-        keep_rows(&current.land()?, &mut shard, manifest, options);
+        timed(&mut timings.rows, || -> Result<()> {
+            keep_rows(&current.land()?, &mut shard, manifest, options);
+            Ok(())
+        })?;
         bar.set_position((manifest.rows + shard.rows) as u64);
         let done = manifest.rows + shard.rows >= options.tokens;
         if done || shard.rows >= options.shard_rows {
-            flush(&mut shard, manifest, options, writer)?;
+            timed(&mut timings.flush, || {
+                flush(&mut shard, manifest, options, writer)
+            })?;
         }
         if done {
             break;

@@ -89,6 +89,16 @@ impl Codes {
             Codes::Dense(f) => Ok(w.b_dec.inner().f_addmm(f, w.w_dec.inner())?),
             Codes::Sparse {
                 values, indices, ..
+            } if values.f_kind()? == Kind::BFloat16 => {
+                // libtorch has no CUDA backward of embedding_bag's per-sample
+                // weights in bf16: gather the k rows and weight them with a
+                // batched product instead (O(batch·k·d_in) either way).
+                let rows = tch::Tensor::f_embedding(w.w_dec.inner(), indices, -1, false, false)?; // [batch, k, d_in]
+                let sum = values.f_unsqueeze(1)?.f_bmm(&rows)?.f_squeeze_dim(1)?;
+                Ok(sum.f_add(w.b_dec.inner())?)
+            }
+            Codes::Sparse {
+                values, indices, ..
             } => {
                 let (batch, k) = (values.size()[0], values.size()[1]);
                 let offsets = tch::Tensor::f_arange_start_step(
@@ -123,4 +133,46 @@ pub struct Encoded {
     /// The encoder's input (x, or x − b_dec), kept for recomputing selected
     /// pre-activations with gradients.
     pub input: tch::Tensor,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::sae::{Sae, SaeConfig};
+
+    #[test]
+    fn bf16_sparse_codes_decode_like_f32_and_pass_gradients() {
+        crate::core::rng::seed(3);
+        let sae = Sae::new(SaeConfig::new("topk", 8, 32).unwrap()).unwrap();
+        let values = tch::Tensor::f_rand([5, 4], (Kind::Float, tch::Device::Cpu)).unwrap();
+        let indices = tch::Tensor::f_randint(32, [5, 4], (Kind::Int64, tch::Device::Cpu)).unwrap();
+        let f32_codes = Codes::Sparse {
+            values: values.shallow_clone(),
+            indices: indices.shallow_clone(),
+            n_features: 32,
+        };
+        let expected = f32_codes.decode(&sae.weights).unwrap();
+        let bf16 = sae.weights.cast(Kind::BFloat16).unwrap();
+        let bf16_codes = Codes::Sparse {
+            values: values
+                .f_totype(Kind::BFloat16)
+                .unwrap()
+                .set_requires_grad(true),
+            indices,
+            n_features: 32,
+        };
+        let decoded = bf16_codes
+            .decode(&bf16)
+            .unwrap()
+            .f_totype(Kind::Float)
+            .unwrap();
+        let error = (&decoded - &expected).abs().max().double_value(&[]);
+        assert!(error < 0.05, "bf16 decode differs by {error}");
+        decoded.sum(Kind::Float).backward();
+        let Codes::Sparse { values, .. } = bf16_codes else {
+            unreachable!()
+        };
+        assert!(values.grad().defined());
+        assert!(sae.weights.w_dec.inner().grad().defined());
+    }
 }
