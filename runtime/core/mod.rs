@@ -1,6 +1,7 @@
 //! The science of saelab, usable as a plain Rust library: tensors, I/O,
 //! optimisers, progress reporting, language models. Nothing in here knows about Rhai.
 pub mod activations;
+pub mod analysis;
 pub mod corpus;
 pub mod cuda;
 pub mod error;

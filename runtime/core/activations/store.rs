@@ -82,6 +82,22 @@ pub fn scale_for(dim: usize, rows: usize, sum_squared_norm: f64) -> f64 {
 }
 
 impl Manifest {
+    /// The model activation the store holds.
+    pub fn site(&self) -> Result<crate::core::model::Site> {
+        Ok(crate::core::model::Site {
+            layer: self.layer,
+            point: self.hook.parse()?,
+        })
+    }
+
+    /// The model's name, without the file size the manifest adds to it.
+    pub fn model_name(&self) -> &str {
+        match self.model.rfind(" (") {
+            Some(end) if self.model.ends_with(" bytes)") => &self.model[..end],
+            _ => &self.model,
+        }
+    }
+
     pub fn read(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join(MANIFEST);
         if !path.exists() {

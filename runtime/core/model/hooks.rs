@@ -101,6 +101,35 @@ impl Site {
         Ok(())
     }
 
+    /// The TransformerLens / SAELens name of the site, as an SAE's
+    /// `cfg.json` records it: "blocks.15.hook_resid_pre", "blocks.3.mlp.hook_post".
+    pub fn hook_name(self) -> String {
+        match self.point {
+            HookPoint::ResidPre => format!("blocks.{}.hook_resid_pre", self.layer),
+            HookPoint::ResidPost => format!("blocks.{}.hook_resid_post", self.layer),
+            HookPoint::Mlp => format!("blocks.{}.mlp.hook_post", self.layer),
+        }
+    }
+
+    /// The site a TransformerLens / SAELens hook name stands for.
+    pub fn from_hook_name(name: &str) -> Result<Self> {
+        let unknown = || {
+            Error::invalid(format!(
+                "hook name '{name}' is not one saelab runs (blocks.N.hook_resid_pre, blocks.N.hook_resid_post, blocks.N.mlp.hook_post)"
+            ))
+        };
+        let rest = name.strip_prefix("blocks.").ok_or_else(unknown)?;
+        let (layer, point) = rest.split_once('.').ok_or_else(unknown)?;
+        let layer = layer.parse::<usize>().map_err(|_| unknown())?;
+        let point = match point {
+            "hook_resid_pre" => HookPoint::ResidPre,
+            "hook_resid_post" => HookPoint::ResidPost,
+            "mlp.hook_post" => HookPoint::Mlp,
+            _ => return Err(unknown()),
+        };
+        Ok(Site { layer, point })
+    }
+
     /// How many blocks must run before this activation exists.
     pub fn blocks_needed(self) -> usize {
         match self.point {
@@ -247,6 +276,15 @@ mod tests {
         assert!(err.contains("layer 30 is out of range for mlp"), "{err}");
         assert!(err.contains("0..=29"), "{err}");
         assert!(Site::resid_pre(31).check(30).is_err());
+    }
+
+    #[test]
+    fn hook_names_round_trip_and_unknown_ones_are_errors() {
+        for site in [Site::resid_pre(15), Site::resid_post(0), Site::mlp(29)] {
+            assert_eq!(Site::from_hook_name(&site.hook_name()).unwrap(), site);
+        }
+        assert!(Site::from_hook_name("blocks.3.attn.hook_z").is_err());
+        assert!(Site::from_hook_name("blocks.x.hook_resid_pre").is_err());
     }
 
     #[test]

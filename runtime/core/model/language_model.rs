@@ -145,7 +145,12 @@ impl Model {
 
     /// Logits `[T, vocab]` for every position of `text`.
     pub fn logits(&self, text: &str) -> Result<Tensor> {
-        let out = self.run(&[self.tokens_to_run(text)?], &Hooks::default(), Logits::All)?;
+        self.logits_with(text, &Hooks::default())
+    }
+
+    /// Logits `[T, vocab]` for every position of `text`, with `hooks` editing the run.
+    pub fn logits_with(&self, text: &str, hooks: &Hooks) -> Result<Tensor> {
+        let out = self.run(&[self.tokens_to_run(text)?], hooks, Logits::All)?;
         let logits = out
             .logits
             .ok_or_else(|| Error::invalid("the model returned no logits"))?;
@@ -162,6 +167,42 @@ impl Model {
             .pop()
             .ok_or_else(|| Error::invalid(format!("{site} was not read")))?;
         Ok(activation.f_squeeze_dim(0)?)
+    }
+
+    /// Names of the tensors in the model file, without the ".weight" suffix
+    /// (`blk.3.ffn_up`, `output_norm`, ...).
+    pub fn weight_names(&self) -> Result<Vec<String>> {
+        let gguf = GgufFile::open(&self.path)?;
+        Ok(gguf
+            .tensor_infos()
+            .iter()
+            .map(|info| info.name.trim_end_matches(".weight").to_string())
+            .collect())
+    }
+
+    /// A tensor of the model file as stored, dequantised to f32 on the
+    /// model's device; "output" is the unembedding even when it is tied to
+    /// the token embedding. (Q and K rows keep llama.cpp's order.)
+    pub fn weight(&self, name: &str) -> Result<Tensor> {
+        let gguf = GgufFile::open(&self.path)?;
+        let mut full = if name.ends_with(".weight") || name.ends_with(".bias") {
+            name.to_string()
+        } else {
+            format!("{name}.weight")
+        };
+        if full == "output.weight" && gguf.tensor_info(&full).is_none() {
+            full = "token_embd.weight".to_string();
+        }
+        if gguf.tensor_info(&full).is_none() {
+            return Err(Error::invalid(format!(
+                "the model has no tensor '{name}' (m.weight_names() lists them)"
+            )));
+        }
+        let (shape, values) = gguf.tensor_f32(&full)?;
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        Ok(Tensor::f_from_slice(&values)?
+            .f_reshape(dims)?
+            .f_to(self.llama.device())?)
     }
 
     /// The prompt as the model will see it: wrapped in its chat template when `chat`.

@@ -536,6 +536,16 @@ impl Llama {
         }
     }
 
+    /// The logits a residual-stream direction adds directly, [vocab]: the
+    /// unembedding of the direction scaled by the final norm's gain (the
+    /// norm's division by the residual's size is left out, as in the
+    /// paper's logit effects).
+    pub fn direct_logits(&self, direction: &Tensor) -> Result<Tensor> {
+        let head = self.head.as_ref().unwrap_or(&self.embedding);
+        let scaled = direction.f_mul(&self.norm.weight)?;
+        Ok(head.f_mv(&scaled)?)
+    }
+
     fn unembed(&self, x: &Tensor) -> Result<Tensor> {
         let head = self.head.as_ref().unwrap_or(&self.embedding);
         Ok(self.norm.forward(x)?.f_linear::<Tensor>(head, None)?)

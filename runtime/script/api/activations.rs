@@ -43,7 +43,8 @@ fn corpus_options(opts: &Map) -> ScriptResult<CorpusOptions> {
     })
 }
 
-fn demo(split: &str) -> ScriptResult<ScriptCorpus> {
+/// The demo corpus's file for a split ("train" or "heldout"), once `make setup` fetched it.
+pub(crate) fn demo_corpus_path(split: &str) -> ScriptResult<std::path::PathBuf> {
     if split != "train" && split != "heldout" {
         return Err(runtime_error(format!(
             "demo_corpus: split must be \"train\" or \"heldout\", got '{split}'"
@@ -58,6 +59,11 @@ fn demo(split: &str) -> ScriptResult<ScriptCorpus> {
             path.display()
         )));
     }
+    Ok(path)
+}
+
+fn demo(split: &str) -> ScriptResult<ScriptCorpus> {
+    let path = demo_corpus_path(split)?;
     Ok(Rc::new(crate::core::corpus::Corpus::from_paths(
         &[path.display().to_string()],
         CorpusOptions::default(),

@@ -4,6 +4,7 @@ use rhai::plugin::*;
 use rhai::{Module, Shared};
 
 pub mod activations;
+pub mod analysis;
 pub mod autograd;
 pub mod console;
 pub mod io;
@@ -71,6 +72,11 @@ pub fn topics() -> Vec<Topic> {
             "sae",
             "sparse autoencoders: build, train, evaluate, save and load",
             exported_module!(sae::sae_api),
+        ),
+        topic(
+            "analysis",
+            "interventions with SAE features: steering, logit effects, attribution and ablation, model weights",
+            exported_module!(analysis::analysis_api),
         ),
         topic(
             "io",

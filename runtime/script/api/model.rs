@@ -75,8 +75,15 @@ fn token_ids(ids: &Dynamic) -> ScriptResult<Vec<u32>> {
         .collect()
 }
 
-fn generate_options(opts: &Map) -> ScriptResult<GenerateOptions> {
-    let known = ["max_tokens", "temperature", "top_p", "seed", "chat"];
+pub(crate) fn generate_options(opts: &Map) -> ScriptResult<GenerateOptions> {
+    let known = [
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "chat",
+        "steer",
+    ];
     let opts = Options::new(opts, "generate", &known)?;
     let defaults = GenerateOptions::default();
     let max_tokens = opts.int("max_tokens", defaults.max_tokens as i64)?;
@@ -230,11 +237,16 @@ pub mod model_api {
     }
 
     /// Continuation with options: `max_tokens`, `temperature` (0 is greedy),
-    /// `top_p`, `seed`, `chat` (wrap the prompt in the model's chat template).
+    /// `top_p`, `seed`, `chat` (wrap the prompt in the model's chat template),
+    /// `steer` (clamp SAE features: `#{sae: s, clamp: #{"608": "10x"}}`, see `forward`).
     /// `m.generate("Tell me a joke.", #{chat: true, temperature: 0.7, seed: 1})`
     #[rhai_fn(name = "generate", pure, return_raw)]
     pub fn generate_with(m: &mut Model, prompt: &str, opts: Map) -> ScriptResult<String> {
-        Ok(m.generate(prompt, &generate_options(&opts)?, &Hooks::default())?)
+        let hooks = match opts.get("steer") {
+            Some(steer) => crate::script::api::analysis::steering_hooks(m, steer)?,
+            None => Hooks::default(),
+        };
+        Ok(m.generate(prompt, &generate_options(&opts)?, &hooks)?)
     }
 
     /// A one-line summary. `print(m)`

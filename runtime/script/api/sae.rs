@@ -158,6 +158,29 @@ pub(crate) fn source_from(
     )))
 }
 
+/// An SAE trained on a harvested store records where its activations came
+/// from (unless the script said otherwise), so that steering and attribution
+/// find its layer and model, and cfg.json carries them as SAELens does.
+fn record_provenance(sae: &mut sae::Sae, source: &Dynamic) -> ScriptResult<()> {
+    let Some(store) = source.read_lock::<ScriptStore>() else {
+        return Ok(());
+    };
+    let Some(manifest) = store.manifest() else {
+        return Ok(());
+    };
+    let meta = &mut sae.cfg.metadata;
+    if meta.hook_name.is_none() {
+        meta.hook_name = Some(manifest.site()?.hook_name());
+    }
+    if meta.model_name.is_none() {
+        meta.model_name = Some(manifest.model_name().to_string());
+    }
+    if meta.context_size.is_none() {
+        meta.context_size = Some(manifest.context as i64);
+    }
+    Ok(())
+}
+
 fn history_map(h: &HistoryRecord) -> Map {
     let mut m = Map::new();
     m.insert("step".into(), Dynamic::from(h.step as i64));
@@ -310,10 +333,11 @@ pub mod sae_api {
     #[rhai_fn(return_raw)]
     pub fn train(s: &mut Sae, source: Dynamic, cfg: Map) -> ScriptResult<Map> {
         let cfg = train_config(&cfg, "train", &[])?;
-        let mut source = source_from(&source, cfg.seed, true)?;
         let mut sae = s
             .try_borrow_mut()
             .map_err(|_| runtime_error("train: this SAE is already in use"))?;
+        record_provenance(&mut sae, &source)?;
+        let mut source = source_from(&source, cfg.seed, true)?;
         let report = trainer::train(&mut sae, source.as_mut(), cfg)?;
         Ok(report_map(&report))
     }
