@@ -3,6 +3,7 @@
 mod support;
 
 mod activations;
+mod analysis;
 mod cli;
 mod cuda_build;
 mod errors;

@@ -150,7 +150,7 @@ fn parse_clamp(
     };
     let mut parsed = Vec::new();
     for (key, value) in &clamps {
-        let feature = key.trim().parse::<i64>().map_err(|_| {
+        let feature = feature_index(key.trim()).ok_or_else(|| {
             runtime_error(format!("steer: clamp key '{key}' is not a feature index"))
         })?;
         parsed.push((feature, clamp_value(key, value)?));
@@ -217,6 +217,15 @@ pub(crate) fn steering_hooks(model: &Model, steer: &Dynamic) -> ScriptResult<Hoo
         analysis::clamp_features(&sae, x, &clamp)
     }));
     Ok(Hooks::default().edit(site, edit))
+}
+
+/// A feature index written as an integer, or as a whole number such as
+/// `t.argmax().item()` gives ("241.0").
+fn feature_index(text: &str) -> Option<i64> {
+    text.parse::<i64>().ok().or_else(|| {
+        let value = text.parse::<f64>().ok()?;
+        (value.fract() == 0.0 && value.abs() < 1e15).then_some(value as i64)
+    })
 }
 
 /// The id of a text that must be exactly one token.
@@ -314,6 +323,20 @@ pub mod analysis_api {
             token_rows(&m, &effects.suppressed)?.into(),
         );
         Ok(out)
+    }
+
+    /// `logit_effects` with the feature as a whole number, as `item()` returns it.
+    #[rhai_fn(name = "logit_effects", pure, return_raw)]
+    pub fn logit_effects_float(
+        s: &mut Sae,
+        m: Model,
+        feature: rhai::FLOAT,
+        k: INT,
+    ) -> ScriptResult<Map> {
+        let index = feature_index(&feature.to_string()).ok_or_else(|| {
+            runtime_error(format!("logit_effects: {feature} is not a feature index"))
+        })?;
+        logit_effects(s, m, index, k)
     }
 
     /// Which SAE features make the model predict `target` after `prompt`:

@@ -1,0 +1,195 @@
+//! Interventions with SAE features on SmolLM2: steering keeps the model
+//! unchanged when it clamps nothing (or a feature to its own value) and
+//! moves it toward a feature's promoted tokens when it clamps hard; the
+//! attributions add up to the linearised change of the logit and predict
+//! small ablations.
+use crate::model::with_model;
+use crate::support::{eval, eval_err};
+use saelab::core::analysis::{attribute, AttributionOptions};
+use saelab::core::model::{Edit, Hooks, Logits, Model, Site};
+use saelab::core::sae::{Sae, SaeConfig};
+use tch::Tensor;
+
+/// A TopK SAE trained briefly on 4,096 harvested rows of layer 15, in `dir`.
+fn trained_sae_script(dir: &std::path::Path) -> String {
+    format!(
+        r#"
+        seed(0);
+        let m = load_model();
+        let store = m.harvest(demo_corpus(), #{{layer: 15, tokens: 4096, max_norm_ratio: 10.0, out: "{}"}});
+        let s = sae(#{{d_in: m.d_model, n_features: 512, kind: "topk", k: 16}});
+        s.train(store, #{{steps: 100, batch_size: 512, lr: 1e-3, progress: false}});
+        "#,
+        dir.join("acts").display()
+    )
+}
+
+#[test]
+fn steering_with_no_clamp_or_a_features_own_value_changes_nothing() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let result = eval(&format!(
+        r#"{}
+        let prompt = "The capital of France is";
+        let plain = m.generate(prompt, #{{max_tokens: 8}});
+        let empty = m.generate(prompt, #{{max_tokens: 8, steer: #{{sae: s, clamp: #{{}}}}}});
+        let logits_empty = (m.forward(prompt) - m.forward(prompt, #{{steer: #{{sae: s, clamp: #{{}}}}}})).abs().max().item();
+        // One position, so a feature has one value: clamping it there is a no-op.
+        let word = "Paris";
+        let f = s.encode(m.activations(word, 15));
+        let top = f[0].topk(1);
+        let clamp = #{{}};
+        clamp[`${{top.indices[0].item()}}`] = top.values[0].item();
+        let logits_own = (m.forward(word) - m.forward(word, #{{steer: #{{sae: s, clamp: clamp}}}})).abs().max().item();
+        [plain == empty, logits_empty, logits_own, top.values[0].item()]
+        "#,
+        trained_sae_script(dir.path())
+    ));
+    let values = result.into_array().unwrap();
+    assert!(
+        values[0].as_bool().unwrap(),
+        "an empty clamp changed the completion"
+    );
+    assert_eq!(values[1].as_float().unwrap(), 0.0);
+    let own = values[2].as_float().unwrap();
+    assert!(values[3].as_float().unwrap() > 0.0, "no active feature");
+    assert!(
+        own < 1e-3,
+        "clamping a feature to its own value moved a logit by {own}"
+    );
+}
+
+#[test]
+fn a_ten_times_clamp_moves_the_completion_toward_the_features_promoted_tokens() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let result = eval(&format!(
+        r#"{}
+        let prompt = "My favourite food is";
+        let max = s.max_activations(store);
+        // The feature most active on the last token, by its share of its maximum.
+        let f = s.encode(m.activations(prompt, 15));
+        let last = f.shape[0] - 1;
+        let feature = (f[last] / (max + 1e-6)).argmax().item();
+        let promoted = s.logit_effects(m, feature, 1).promoted[0].id;
+        let clamp = #{{}};
+        clamp[`${{feature}}`] = "10x";
+        let steer = #{{sae: s, clamp: clamp, max: max}};
+        let p_plain = m.forward(prompt).softmax(1)[last][promoted].item();
+        let p_steered = m.forward(prompt, #{{steer: steer}}).softmax(1)[last][promoted].item();
+        let plain = m.generate(prompt, #{{max_tokens: 8}});
+        let steered = m.generate(prompt, #{{max_tokens: 8, steer: steer}});
+        [p_plain, p_steered, plain != steered]
+        "#,
+        trained_sae_script(dir.path())
+    ));
+    let values = result.into_array().unwrap();
+    let (plain, steered) = (values[0].as_float().unwrap(), values[1].as_float().unwrap());
+    assert!(steered > plain, "P(promoted token) {plain} → {steered}");
+    assert!(
+        values[2].as_bool().unwrap(),
+        "the completion did not change"
+    );
+}
+
+#[test]
+fn bad_steering_and_attribution_requests_are_clear_errors() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let setup = r#"let m = load_model();
+        let s = sae(#{d_in: 576, n_features: 64, kind: "topk", k: 4, hook_name: "blocks.15.hook_resid_pre"});
+        "#;
+    let out_of_range = eval_err(&format!(
+        "{setup}m.forward(\"Hi\", #{{steer: #{{sae: s, clamp: #{{\"64\": 1.0}}}}}})"
+    ));
+    assert!(
+        out_of_range.contains("feature 64 is out of range"),
+        "{out_of_range}"
+    );
+    let bad_value = eval_err(&format!(
+        "{setup}m.forward(\"Hi\", #{{steer: #{{sae: s, clamp: #{{\"3\": \"lots\"}}}}}})"
+    ));
+    assert!(bad_value.contains("neither a number"), "{bad_value}");
+    let wide = eval_err(
+        "let m = load_model(); let s = sae(#{d_in: 8, n_features: 16, hook_name: \"blocks.15.hook_resid_pre\"});\nm.forward(\"Hi\", #{steer: #{sae: s, clamp: #{\"1\": 1.0}}})",
+    );
+    assert!(wide.contains("width") && wide.contains("line 2"), "{wide}");
+    let two_tokens = eval_err(&format!(
+        "{setup}m.attribute(\"The capital of France is\", s, #{{target: \" Paris is\"}})"
+    ));
+    assert!(two_tokens.contains("must be one"), "{two_tokens}");
+    // The model runs unhooked afterwards.
+    let after = eval(&format!(
+        "{setup}try {{ m.forward(\"Hi\", #{{steer: #{{sae: s, clamp: #{{\"99\": 1.0}}}}}}) }} catch {{}}\n(m.forward(\"Hi\") - m.forward(\"Hi\", #{{}})).abs().max().item()"
+    ));
+    assert_eq!(after.as_float().unwrap(), 0.0);
+}
+
+/// The explained value with the residual at `site` replaced by `x` [T, d].
+fn value_with(model: &Model, tokens: &[u32], site: Site, x: &Tensor, target: u32) -> f64 {
+    let hooks = Hooks::default().edit(site, Edit::Replace(x.unsqueeze(0)));
+    let out = model.run(&[tokens.to_vec()], &hooks, Logits::Last).unwrap();
+    out.logits
+        .unwrap()
+        .reshape([-1])
+        .double_value(&[target as i64])
+}
+
+#[test]
+fn attributions_add_up_to_the_linearised_change_and_predict_small_ablations() {
+    with_model(|model| {
+        saelab::core::rng::seed(0);
+        let mut cfg = SaeConfig::new("topk", 576, 256).unwrap();
+        cfg.k = 16;
+        let sae = Sae::new(cfg).unwrap();
+        let site = Site::resid_pre(15);
+        let tokens = model.encode("The capital of France is").unwrap();
+        let target = model.encode(" Paris").unwrap()[0];
+        let options = AttributionOptions {
+            site,
+            target,
+            baseline: None,
+            ablate_top: 3,
+        };
+        let a = attribute(model, &sae, &tokens, &options).unwrap();
+        let x = model.activations("The capital of France is", site).unwrap();
+        assert!((value_with(model, &tokens, site, &x, target) - a.value).abs() < 1e-3);
+
+        // Euler: scaling everything but b_dec at positions >= 1 by λ changes
+        // the value at λ = 1 by Σ attributions + the error's share.
+        let b_dec = sae.weights.b_dec.inner().detach();
+        let eps = 1e-3;
+        let scaled = x.copy();
+        let rest = scaled.narrow(0, 1, x.size()[0] - 1);
+        let shrunk = (&rest - &b_dec) * (1.0 - eps) + &b_dec;
+        scaled.narrow(0, 1, x.size()[0] - 1).copy_(&shrunk);
+        let derivative = (a.value - value_with(model, &tokens, site, &scaled, target)) / eps;
+        let total: f64 =
+            a.features.iter().map(|f| f.attribution).sum::<f64>() + a.error_attribution;
+        assert!(
+            (derivative - total).abs() < 0.02 * derivative.abs().max(1.0),
+            "finite difference {derivative} vs attributions {total}"
+        );
+
+        // Shrinking the strongest feature a little changes the value by its attribution.
+        let top = &a.features[0];
+        let direction = sae.weights.w_dec.inner().detach().get(top.feature);
+        let nudged = x.copy();
+        let small = 0.01;
+        let row = nudged.get(top.position as i64) - &direction * (small * top.activation);
+        nudged.get(top.position as i64).copy_(&row);
+        let change = value_with(model, &tokens, site, &nudged, target) - a.value;
+        assert!(
+            (change + small * top.attribution).abs() < 0.1 * (small * top.attribution).abs(),
+            "a 1% ablation changed the value by {change}, attribution predicts {}",
+            -small * top.attribution
+        );
+        let ablations = a.features.iter().filter(|f| f.ablation.is_some()).count();
+        assert_eq!(ablations, 3);
+    });
+}
