@@ -69,13 +69,15 @@ gpu-bundle: build-cuda
 
 # SAE training throughput (saelab's native and scripted loops and the same
 # loops in plain PyTorch, interleaved, with a table of medians and ratios),
-# then SmolLM2 harvesting and generation side by side with transformers; same
+# then SmolLM2 harvesting and generation side by side with transformers, and
+# generation with and without steering by an SAE feature; same
 # thread count everywhere, and the same OpenMP wait policy (saelab sets
 # PASSIVE itself when OMP_WAIT_POLICY is unset).
 bench: build
 	cargo bench --bench op_overhead
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} SAELAB=./target/release/saelab PYTHON=$(PYTHON) THREADS=$(THREADS) benches/sae_throughput.sh
 	$(PYTHON) benches/model_throughput.py --saelab ./target/release/saelab --threads $(THREADS)
+	./target/release/saelab run benches/steering.rhai
 
 clean:
 	cargo clean

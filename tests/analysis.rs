@@ -193,3 +193,37 @@ fn attributions_add_up_to_the_linearised_change_and_predict_small_ablations() {
         assert_eq!(ablations, 3);
     });
 }
+
+#[test]
+fn the_steering_script_and_its_bench_run_at_toy_size() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::support::run_shipped(
+        "scripts/steering.rhai",
+        &[
+            format!("out={}", dir.path().display()),
+            "tokens=4096".into(),
+            "steps=40".into(),
+            "n_features=512".into(),
+        ],
+    );
+    for expected in [
+        "logit effects (promoted)",
+        "── none ──",
+        "features by |attribution|",
+        "agree in sign",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let bench = crate::support::run_shipped(
+        "benches/steering.rhai",
+        &[
+            "reps=1".into(),
+            "new_tokens=4".into(),
+            "n_features=256".into(),
+        ],
+    );
+    assert!(bench.contains("ratio"), "{bench}");
+}

@@ -43,6 +43,12 @@ pub mod io_api {
         std::fs::read_to_string(path).map_err(|e| crate::core::Error::io(Path::new(path), e).into())
     }
 
+    /// Whether a file or folder exists, e.g. to reuse a saved SAE.
+    /// `if file_exists("runs/demo/sae/cfg.json") { ... }`
+    pub fn file_exists(path: &str) -> bool {
+        Path::new(path).exists()
+    }
+
     /// Loads every tensor of a safetensors file into a map. `let t = load_tensors("w.safetensors");`
     #[rhai_fn(return_raw)]
     pub fn load_tensors(path: &str) -> ScriptResult<Map> {
