@@ -181,7 +181,7 @@ fn perplexity_is_low_on_english_prose() {
         let dir = tempfile::tempdir().unwrap();
         let corpus = small_corpus(dir.path());
         let windows = corpus.windows(&model.tokenizer, 64).unwrap();
-        let result = perplexity(model, windows, 400, 4).unwrap();
+        let result = perplexity(model, windows, 400, 4, &Hooks::default()).unwrap();
         assert_eq!(result.tokens, 400);
         assert!(
             result.perplexity > 1.0 && result.perplexity < 40.0,

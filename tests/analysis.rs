@@ -227,3 +227,70 @@ fn the_steering_script_and_its_bench_run_at_toy_size() {
     );
     assert!(bench.contains("ratio"), "{bench}");
 }
+
+#[test]
+fn script_hooks_read_add_replace_ablate_and_map_at_chosen_positions() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let result = eval(
+        r#"
+        let m = load_model();
+        let text = "The capital of France is";
+        let base = m.forward(text);
+        let identity = (base - m.forward(text, #{hooks: [#{layer: 6, map: |x| x}]})).abs().max().item();
+        let seen = [];
+        m.forward(text, #{hooks: [#{layer: 15, map: |x| { seen.push(x.shape); x }}]});
+        // Ablating position 2 at layer 6 cannot change what positions 0 and 1 predict.
+        let ablated = m.forward(text, #{hooks: [#{layer: 6, ablate: true, positions: [2]}]});
+        let change = (base - ablated).abs().max(1);
+        let x = m.activations(text, 6);
+        let replaced = (base - m.forward(text, #{hooks: [#{layer: 6, replace: x}]})).abs().max().item();
+        let v = m.activations(" London", 0)[0];
+        let push = #{layer: 12, add: v / v.norm(), scale: 80.0, positions: [-1]};
+        let plain = m.generate(text, #{max_tokens: 6});
+        let pushed = m.generate(text, #{max_tokens: 6, hooks: [push]});
+        let heldout = demo_corpus(#{split: "heldout"});
+        let ppl = m.perplexity(heldout, #{tokens: 256}).perplexity;
+        let ppl_ablated = m.perplexity(heldout, #{tokens: 256, hooks: [#{layer: 0, hook: "mlp", ablate: true}]}).perplexity;
+        [identity, seen[0], change[0].item(), change[1].item(), change[2].item(), replaced, plain != pushed, ppl, ppl_ablated]
+        "#,
+    )
+    .into_array()
+    .unwrap();
+    assert_eq!(
+        result[0].as_float().unwrap(),
+        0.0,
+        "an identity map changed the logits"
+    );
+    assert_eq!(format!("{}", result[1]), "[1, 5, 576]");
+    assert_eq!(result[2].as_float().unwrap(), 0.0);
+    assert_eq!(result[3].as_float().unwrap(), 0.0);
+    assert!(
+        result[4].as_float().unwrap() > 0.1,
+        "ablating position 2 changed nothing there"
+    );
+    assert!(
+        result[5].as_float().unwrap() < 1e-4,
+        "replacing with the same values changed the logits"
+    );
+    assert!(
+        result[6].as_bool().unwrap(),
+        "adding a direction at the newest token changed no completion"
+    );
+    let (ppl, ablated) = (result[7].as_float().unwrap(), result[8].as_float().unwrap());
+    assert!(
+        ablated > ppl,
+        "ablating layer 0's MLP left perplexity at {ppl} → {ablated}"
+    );
+    let err = eval_err(
+        "let m = load_model();\nm.generate(\"Hi\", #{hooks: [#{layer: 5, ablate: true, positions: [0]}]})",
+    );
+    assert!(
+        err.contains("newest token") && err.contains("line 2"),
+        "{err}"
+    );
+    let err =
+        eval_err("let m = load_model(); m.forward(\"Hi\", #{hooks: [#{layer: 5, map: |x| 3}]})");
+    assert!(err.contains("must return a tensor"), "{err}");
+}

@@ -145,21 +145,23 @@ impl fmt::Display for Site {
     }
 }
 
-/// A function that rewrites an activation `[batch, positions, width]`.
-pub type EditFn = Box<dyn Fn(&Tensor) -> Result<Tensor>>;
+/// A function that rewrites an activation `[batch, positions, width]`. It
+/// may borrow what lives as long as the hooks (a script's closure and its
+/// engine, for one call).
+pub type EditFn<'a> = Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>;
 
 /// A change to an activation while the model runs.
-pub enum Edit {
+pub enum Edit<'a> {
     /// Adds a tensor that broadcasts against `[batch, positions, width]`,
     /// usually a `[width]` direction (steering).
     Add(Tensor),
     /// Replaces the activation by a tensor of the same shape (patching).
     Replace(Tensor),
     /// Any function of the activation: an SAE's reconstruction, a clamped feature.
-    Map(EditFn),
+    Map(EditFn<'a>),
 }
 
-impl Edit {
+impl Edit<'_> {
     fn apply(&self, x: &Tensor, site: Site) -> Result<Tensor> {
         let edited = match self {
             Edit::Add(delta) => x.f_add(delta)?,
@@ -186,7 +188,7 @@ impl Edit {
     }
 }
 
-impl fmt::Debug for Edit {
+impl fmt::Debug for Edit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Edit::Add(t) => write!(f, "Add({:?})", t.size()),
@@ -199,14 +201,14 @@ impl fmt::Debug for Edit {
 /// What to read and what to change during one forward pass (or one
 /// generation, where the same hooks run at every step).
 #[derive(Debug, Default)]
-pub struct Hooks {
+pub struct Hooks<'a> {
     /// Activations to return, in this order.
     pub read: Vec<Site>,
     /// Changes to make, applied in this order where sites coincide.
-    pub edits: Vec<(Site, Edit)>,
+    pub edits: Vec<(Site, Edit<'a>)>,
 }
 
-impl Hooks {
+impl<'a> Hooks<'a> {
     /// Hooks that only read `sites`.
     pub fn reading(sites: &[Site]) -> Self {
         Hooks {
@@ -216,7 +218,7 @@ impl Hooks {
     }
 
     /// Adds an edit at `site`.
-    pub fn edit(mut self, site: Site, edit: Edit) -> Self {
+    pub fn edit(mut self, site: Site, edit: Edit<'a>) -> Self {
         self.edits.push((site, edit));
         self
     }

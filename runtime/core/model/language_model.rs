@@ -160,7 +160,16 @@ impl Model {
     /// The activation at `site` for every position of `text`: `[T, width]`.
     /// The forward stops at the deepest layer needed.
     pub fn activations(&self, text: &str, site: Site) -> Result<Tensor> {
-        let hooks = Hooks::reading(&[site]);
+        self.activations_with(text, site, Hooks::default())
+    }
+
+    /// `activations` with `hooks` editing the run (their reads are replaced
+    /// by the one of `site`).
+    pub fn activations_with(&self, text: &str, site: Site, hooks: Hooks) -> Result<Tensor> {
+        let hooks = Hooks {
+            read: vec![site],
+            ..hooks
+        };
         let mut out = self.run(&[self.tokens_to_run(text)?], &hooks, Logits::Skip)?;
         let activation = out
             .activations
@@ -236,12 +245,14 @@ impl Model {
 
 /// Perplexity: exp of the mean next-token cross-entropy over windows
 /// (every real token after the first of its window is predicted), stopping
-/// after `max_tokens` predictions.
+/// after `max_tokens` predictions; `hooks` may edit the model (their reads
+/// are ignored).
 pub fn perplexity(
     model: &Model,
     windows: impl Iterator<Item = Result<Window>>,
     max_tokens: usize,
     batch_size: usize,
+    hooks: &Hooks,
 ) -> Result<Perplexity> {
     let mut windows = windows;
     let (mut nll, mut predicted) = (0.0f64, 0usize);
@@ -255,7 +266,7 @@ pub fn perplexity(
             break;
         }
         let sequences: Vec<Vec<u32>> = batch.iter().map(|w| w.tokens.clone()).collect();
-        let out = model.run(&sequences, &Hooks::default(), Logits::All)?;
+        let out = model.run(&sequences, hooks, Logits::All)?;
         let logits = out
             .logits
             .ok_or_else(|| Error::invalid("the model returned no logits"))?;

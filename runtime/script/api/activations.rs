@@ -217,11 +217,22 @@ pub mod activations_api {
     }
 
     /// Perplexity of the model on a corpus: `#{perplexity, tokens}`. Options:
-    /// `tokens` (100000), `context` (128), `batch_size` (8).
+    /// `tokens` (100000), `context` (128), `batch_size` (8), and `hooks` /
+    /// `steer` to measure an edited model (see `forward`).
     /// `m.perplexity(demo_corpus(#{split: "heldout"}), #{tokens: 50000})`
     #[rhai_fn(name = "perplexity", pure, return_raw)]
-    pub fn perplexity_on(m: &mut Model, c: Corpus, opts: Map) -> ScriptResult<Map> {
-        let opts = Options::new(&opts, "perplexity", &["tokens", "context", "batch_size"])?;
+    pub fn perplexity_on(
+        ctx: NativeCallContext,
+        m: &mut Model,
+        c: Corpus,
+        opts: Map,
+    ) -> ScriptResult<Map> {
+        let hooks = crate::script::api::analysis::script_hooks(&ctx, m, &opts, false)?;
+        let opts = Options::new(
+            &opts,
+            "perplexity",
+            &["tokens", "context", "batch_size", "hooks", "steer"],
+        )?;
         let context = positive(&opts, "context", 128)?;
         let windows = c.windows(&m.tokenizer, context)?;
         let result = perplexity(
@@ -229,6 +240,7 @@ pub mod activations_api {
             windows,
             positive(&opts, "tokens", 100_000)?,
             positive(&opts, "batch_size", 8)?,
+            &hooks,
         )?;
         let mut out = Map::new();
         out.insert(

@@ -186,7 +186,7 @@ fn parse_clamp(
 }
 
 /// Hooks that steer with `steer` = #{sae, clamp, max?, source?, layer?, hook?}.
-pub(crate) fn steering_hooks(model: &Model, steer: &Dynamic) -> ScriptResult<Hooks> {
+pub(crate) fn steering_hooks(model: &Model, steer: &Dynamic) -> ScriptResult<Hooks<'static>> {
     let steer = steer
         .read_lock::<Map>()
         .ok_or_else(|| runtime_error("steer must be a map #{sae, clamp}"))?
@@ -261,17 +261,22 @@ pub mod analysis_api {
 
     pub type Model = ScriptModel;
 
-    /// Logits `[T, vocab]` with hooks: `#{steer: #{sae: s, clamp: #{"608": "10x", "12": 0.0}}}`
+    /// Logits `[T, vocab]` with hooks. `steer: #{sae: s, clamp: #{"608": "10x", "12": 0.0}}`
     /// clamps SAE features at every position (the SAE's error term kept; "10x" is ten times the
     /// feature's maximum, from `max` (a tensor), `source` (a store or tensor) or, when neither is
-    /// given, the start of the demo corpus). `m.forward("The cat", #{steer: #{sae: s, clamp: #{"3": 5.0}}})`
+    /// given, the start of the demo corpus). `hooks: [...]` edits activations: each hook is
+    /// `#{layer, hook: "resid_pre" | "resid_post" | "mlp", positions: [..] (optional, -1 the last),
+    /// and one of add: v (times `scale`), replace: t, ablate: true, map: |x| ...}`.
+    /// `m.forward("The cat", #{hooks: [#{layer: 6, ablate: true, positions: [1]}]})`
     #[rhai_fn(name = "forward", pure, return_raw)]
-    pub fn forward_with(m: &mut Model, text: &str, opts: Map) -> ScriptResult<Tensor> {
-        let o = Options::new(&opts, "forward", &["steer"])?;
-        let hooks = match opts.get("steer") {
-            Some(steer) if o.has("steer") => steering_hooks(m, steer)?,
-            _ => Hooks::default(),
-        };
+    pub fn forward_with(
+        ctx: NativeCallContext,
+        m: &mut Model,
+        text: &str,
+        opts: Map,
+    ) -> ScriptResult<Tensor> {
+        Options::new(&opts, "forward", &["steer", "hooks"])?;
+        let hooks = script_hooks(&ctx, m, &opts, false)?;
         Ok(Tensor::new(m.logits_with(text, &hooks)?))
     }
 
@@ -466,4 +471,168 @@ pub mod analysis_api {
         crate::script::console::print_line(shown.trim_end());
         Ok(rows)
     }
+}
+
+/// One hook of a script's list: where, and what to do there.
+fn parse_hook<'a>(
+    ctx: &'a NativeCallContext<'a>,
+    model: &Model,
+    hook: &Dynamic,
+    generating: bool,
+) -> ScriptResult<(Site, Edit<'a>)> {
+    let map = hook
+        .read_lock::<Map>()
+        .ok_or_else(|| {
+            runtime_error(format!(
+                "a hook must be a map such as #{{layer: 12, add: v}}, got {}",
+                hook.type_name()
+            ))
+        })?
+        .clone();
+    let o = Options::new(
+        &map,
+        "hook",
+        &[
+            "layer",
+            "hook",
+            "positions",
+            "add",
+            "scale",
+            "replace",
+            "ablate",
+            "map",
+        ],
+    )?;
+    let layer = o.int("layer", -1)?;
+    let layer = usize::try_from(layer)
+        .map_err(|_| runtime_error("hook: option 'layer' (>= 0) is required"))?;
+    let point = match o.string("hook")? {
+        Some(name) => name.parse::<HookPoint>()?,
+        None => HookPoint::ResidPre,
+    };
+    let site = Site { layer, point };
+    site.check(model.n_layers())?;
+    let positions = match map.get("positions") {
+        None => None,
+        Some(p) => Some(crate::script::convert::int_list(
+            &p.read_lock::<Array>()
+                .ok_or_else(|| runtime_error("hook: positions must be an array of integers"))?
+                .to_vec(),
+            "positions",
+        )?),
+    };
+    if generating
+        && positions
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|&i| i >= 0))
+    {
+        return Err(runtime_error(
+            "hook: in generate, positions count back from the newest token (-1 edits each new token); a position from the start is ambiguous once the cache is on",
+        ));
+    }
+    let actions = ["add", "replace", "ablate", "map"]
+        .iter()
+        .filter(|k| map.contains_key(**k))
+        .count();
+    if actions != 1 {
+        return Err(runtime_error(
+            "hook: give exactly one of add, replace, ablate or map",
+        ));
+    }
+    let tensor_of = |key: &str| -> ScriptResult<tch::Tensor> {
+        map[key]
+            .read_lock::<Tensor>()
+            .map(|t| t.inner().shallow_clone())
+            .ok_or_else(|| runtime_error(format!("hook: {key} must be a tensor")))
+    };
+    let edit: Box<dyn Fn(&tch::Tensor) -> crate::core::Result<tch::Tensor> + 'a> =
+        if map.contains_key("add") {
+            let delta = tensor_of("add")?
+                .f_mul_scalar(o.f64("scale", 1.0)?)
+                .map_err(crate::core::Error::from)?;
+            Box::new(move |x| Ok(x.f_add(&delta.f_to_kind(x.f_kind()?)?.f_to(x.device())?)?))
+        } else if map.contains_key("replace") {
+            let value = tensor_of("replace")?;
+            Box::new(move |x| {
+                let value = value.f_to_kind(x.f_kind()?)?.f_to(x.device())?;
+                Ok(value.f_reshape(x.size().as_slice()).map_err(|_| {
+                    crate::core::Error::invalid(format!(
+                        "hook: replacement of shape {:?} does not fit the activation {:?}",
+                        value.size(),
+                        x.size()
+                    ))
+                })?)
+            })
+        } else if map.contains_key("ablate") {
+            Box::new(|x| Ok(x.f_zeros_like()?))
+        } else {
+            let function = map["map"]
+                .clone()
+                .try_cast::<rhai::FnPtr>()
+                .ok_or_else(|| runtime_error("hook: map must be a function |x| ..."))?;
+            Box::new(move |x| {
+                let out: Dynamic = function
+                    .call_within_context(ctx, (Tensor::new(x.shallow_clone()),))
+                    .map_err(|err| crate::core::Error::invalid(format!("hook at {site}: {err}")))?;
+                out.try_cast::<Tensor>()
+                    .map(|t| t.inner().shallow_clone())
+                    .ok_or_else(|| {
+                        crate::core::Error::invalid(format!(
+                            "hook at {site}: the function must return a tensor"
+                        ))
+                    })
+            })
+        };
+    let edit: crate::core::model::hooks::EditFn<'a> = match positions {
+        None => edit,
+        Some(positions) => Box::new(move |x| at_positions(x, &positions, &edit)),
+    };
+    Ok((site, Edit::Map(edit)))
+}
+
+/// Applies `edit` to the chosen positions of `x` [batch, T, width] only;
+/// negative positions count from the end, positions past the end are skipped.
+fn at_positions(
+    x: &tch::Tensor,
+    positions: &[i64],
+    edit: &dyn Fn(&tch::Tensor) -> crate::core::Result<tch::Tensor>,
+) -> crate::core::Result<tch::Tensor> {
+    let t = x.size()[1];
+    let chosen: Vec<i64> = positions
+        .iter()
+        .map(|&p| if p < 0 { t + p } else { p })
+        .filter(|&p| (0..t).contains(&p))
+        .collect();
+    if chosen.is_empty() {
+        return Ok(x.shallow_clone());
+    }
+    let index = tch::Tensor::f_from_slice(&chosen)?.f_to(x.device())?;
+    let edited = edit(&x.f_index_select(1, &index)?)?;
+    Ok(x.f_index_copy(1, &index, &edited)?)
+}
+
+/// A script's hook list (`#{hooks: [...]}`), plus `steer` when given: each
+/// hook `#{layer, hook: "resid_pre" | "resid_post" | "mlp", positions?, and
+/// one of add: v (times scale), replace: t, ablate: true, map: |x| ...}`.
+pub(crate) fn script_hooks<'a>(
+    ctx: &'a NativeCallContext<'a>,
+    model: &Model,
+    opts: &Map,
+    generating: bool,
+) -> ScriptResult<Hooks<'a>> {
+    let mut hooks = match opts.get("steer") {
+        Some(steer) => steering_hooks(model, steer)?,
+        None => Hooks::default(),
+    };
+    if let Some(list) = opts.get("hooks") {
+        let list = list
+            .read_lock::<Array>()
+            .ok_or_else(|| runtime_error("hooks must be an array of hook maps"))?
+            .clone();
+        for hook in &list {
+            let (site, edit) = parse_hook(ctx, model, hook, generating)?;
+            hooks = hooks.edit(site, edit);
+        }
+    }
+    Ok(hooks)
 }

@@ -83,6 +83,7 @@ pub(crate) fn generate_options(opts: &Map) -> ScriptResult<GenerateOptions> {
         "seed",
         "chat",
         "steer",
+        "hooks",
     ];
     let opts = Options::new(opts, "generate", &known)?;
     let defaults = GenerateOptions::default();
@@ -209,16 +210,18 @@ pub mod model_api {
     }
 
     /// Activations at another hook: "resid_pre", "resid_post" or "mlp"
-    /// (the MLP neurons, `[T, d_mlp]`). `m.activations("The cat", 3, #{hook: "mlp"})`
+    /// (the MLP neurons, `[T, d_mlp]`), and with `hooks` / `steer` editing
+    /// the run (see `forward`). `m.activations("The cat", 3, #{hook: "mlp"})`
     #[rhai_fn(name = "activations", pure, return_raw)]
     pub fn activations_with(
+        ctx: NativeCallContext,
         m: &mut Model,
         text: &str,
         layer: INT,
         opts: Map,
     ) -> ScriptResult<Tensor> {
-        let opts = Options::new(&opts, "activations", &["hook"])?;
-        let point = match opts.string("hook")? {
+        let o = Options::new(&opts, "activations", &["hook", "hooks", "steer"])?;
+        let point = match o.string("hook")? {
             Some(name) => name.parse::<super::HookPoint>()?,
             None => super::HookPoint::ResidPre,
         };
@@ -226,26 +229,30 @@ pub mod model_api {
             layer: layer_index(layer)?,
             point,
         };
-        Ok(Tensor::new(m.activations(text, site)?))
+        let hooks = crate::script::api::analysis::script_hooks(&ctx, m, &opts, false)?;
+        Ok(Tensor::new(m.activations_with(text, site, hooks)?))
     }
 
     /// Greedy continuation of a prompt (64 tokens at most); returns the new text.
     /// `m.generate("The capital of France is")`
     #[rhai_fn(pure, return_raw)]
     pub fn generate(m: &mut Model, prompt: &str) -> ScriptResult<String> {
-        generate_with(m, prompt, Map::new())
+        Ok(m.generate(prompt, &generate_options(&Map::new())?, &Hooks::default())?)
     }
 
     /// Continuation with options: `max_tokens`, `temperature` (0 is greedy),
     /// `top_p`, `seed`, `chat` (wrap the prompt in the model's chat template),
-    /// `steer` (clamp SAE features: `#{sae: s, clamp: #{"608": "10x"}}`, see `forward`).
+    /// `steer` (clamp SAE features: `#{sae: s, clamp: #{"608": "10x"}}`) and `hooks`
+    /// (edits, see `forward`; positions count back from the newest token, -1 each new one).
     /// `m.generate("Tell me a joke.", #{chat: true, temperature: 0.7, seed: 1})`
     #[rhai_fn(name = "generate", pure, return_raw)]
-    pub fn generate_with(m: &mut Model, prompt: &str, opts: Map) -> ScriptResult<String> {
-        let hooks = match opts.get("steer") {
-            Some(steer) => crate::script::api::analysis::steering_hooks(m, steer)?,
-            None => Hooks::default(),
-        };
+    pub fn generate_with(
+        ctx: NativeCallContext,
+        m: &mut Model,
+        prompt: &str,
+        opts: Map,
+    ) -> ScriptResult<String> {
+        let hooks = crate::script::api::analysis::script_hooks(&ctx, m, &opts, true)?;
         Ok(m.generate(prompt, &generate_options(&opts)?, &hooks)?)
     }
 
