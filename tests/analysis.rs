@@ -294,3 +294,35 @@ fn script_hooks_read_add_replace_ablate_and_map_at_chosen_positions() {
         eval_err("let m = load_model(); m.forward(\"Hi\", #{hooks: [#{layer: 5, map: |x| 3}]})");
     assert!(err.contains("must return a tensor"), "{err}");
 }
+
+#[test]
+fn weights_are_readable_and_logit_effects_are_the_unembedded_decoder_row() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let result = eval(
+        r#"
+        seed(1);
+        let m = load_model();
+        let s = sae(#{d_in: 576, n_features: 32, kind: "topk", k: 4});
+        let effects = s.logit_effects(m, 5, 3);
+        let by_hand = m.weight("output") @ (m.weight("output_norm") * s.decoder[5]);
+        let top = by_hand.topk(3);
+        [m.weight("output").shape, m.weight("blk.3.ffn_up").shape, m.weight_names().len(),
+         effects.promoted[0].id, top.indices[0].item(), effects.promoted[0].effect, top.values[0].item(),
+         effects.suppressed[0].effect, by_hand.min().item()]
+        "#,
+    )
+    .into_array()
+    .unwrap();
+    assert_eq!(format!("{}", result[0]), "[49152, 576]");
+    assert_eq!(format!("{}", result[1]), "[1536, 576]");
+    assert!(result[2].as_int().unwrap() > 200);
+    assert_eq!(result[3].as_int().unwrap() as f64, result[4].as_float().unwrap());
+    let close = |a: &rhai::Dynamic, b: &rhai::Dynamic| {
+        (a.as_float().unwrap() - b.as_float().unwrap()).abs() < 1e-4
+    };
+    assert!(close(&result[5], &result[6]), "{} vs {}", result[5], result[6]);
+    assert!(close(&result[7], &result[8]), "{} vs {}", result[7], result[8]);
+    assert!(crate::support::eval_err("load_model().weight(\"blk.99.ffn_up\")").contains("weight_names"));
+}
