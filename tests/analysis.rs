@@ -318,11 +318,26 @@ fn weights_are_readable_and_logit_effects_are_the_unembedded_decoder_row() {
     assert_eq!(format!("{}", result[0]), "[49152, 576]");
     assert_eq!(format!("{}", result[1]), "[1536, 576]");
     assert!(result[2].as_int().unwrap() > 200);
-    assert_eq!(result[3].as_int().unwrap() as f64, result[4].as_float().unwrap());
+    assert_eq!(
+        result[3].as_int().unwrap() as f64,
+        result[4].as_float().unwrap()
+    );
     let close = |a: &rhai::Dynamic, b: &rhai::Dynamic| {
         (a.as_float().unwrap() - b.as_float().unwrap()).abs() < 1e-4
     };
-    assert!(close(&result[5], &result[6]), "{} vs {}", result[5], result[6]);
-    assert!(close(&result[7], &result[8]), "{} vs {}", result[7], result[8]);
-    assert!(crate::support::eval_err("load_model().weight(\"blk.99.ffn_up\")").contains("weight_names"));
+    assert!(
+        close(&result[5], &result[6]),
+        "{} vs {}",
+        result[5],
+        result[6]
+    );
+    assert!(
+        close(&result[7], &result[8]),
+        "{} vs {}",
+        result[7],
+        result[8]
+    );
+    assert!(
+        crate::support::eval_err("load_model().weight(\"blk.99.ffn_up\")").contains("weight_names")
+    );
 }

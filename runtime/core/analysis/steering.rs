@@ -81,7 +81,7 @@ pub fn site_activations(
             break;
         }
         let window = window?;
-        let mut out = model.run(&[window.tokens.clone()], &hooks, Logits::Skip)?;
+        let mut out = model.run(std::slice::from_ref(&window.tokens), &hooks, Logits::Skip)?;
         let x = out
             .activations
             .pop()

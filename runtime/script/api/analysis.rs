@@ -545,44 +545,43 @@ fn parse_hook<'a>(
             .map(|t| t.inner().shallow_clone())
             .ok_or_else(|| runtime_error(format!("hook: {key} must be a tensor")))
     };
-    let edit: Box<dyn Fn(&tch::Tensor) -> crate::core::Result<tch::Tensor> + 'a> =
-        if map.contains_key("add") {
-            let delta = tensor_of("add")?
-                .f_mul_scalar(o.f64("scale", 1.0)?)
-                .map_err(crate::core::Error::from)?;
-            Box::new(move |x| Ok(x.f_add(&delta.f_to_kind(x.f_kind()?)?.f_to(x.device())?)?))
-        } else if map.contains_key("replace") {
-            let value = tensor_of("replace")?;
-            Box::new(move |x| {
-                let value = value.f_to_kind(x.f_kind()?)?.f_to(x.device())?;
-                Ok(value.f_reshape(x.size().as_slice()).map_err(|_| {
+    let edit: crate::core::model::hooks::EditFn<'a> = if map.contains_key("add") {
+        let delta = tensor_of("add")?
+            .f_mul_scalar(o.f64("scale", 1.0)?)
+            .map_err(crate::core::Error::from)?;
+        Box::new(move |x| Ok(x.f_add(&delta.f_to_kind(x.f_kind()?)?.f_to(x.device())?)?))
+    } else if map.contains_key("replace") {
+        let value = tensor_of("replace")?;
+        Box::new(move |x| {
+            let value = value.f_to_kind(x.f_kind()?)?.f_to(x.device())?;
+            value.f_reshape(x.size().as_slice()).map_err(|_| {
+                crate::core::Error::invalid(format!(
+                    "hook: replacement of shape {:?} does not fit the activation {:?}",
+                    value.size(),
+                    x.size()
+                ))
+            })
+        })
+    } else if map.contains_key("ablate") {
+        Box::new(|x| Ok(x.f_zeros_like()?))
+    } else {
+        let function = map["map"]
+            .clone()
+            .try_cast::<rhai::FnPtr>()
+            .ok_or_else(|| runtime_error("hook: map must be a function |x| ..."))?;
+        Box::new(move |x| {
+            let out: Dynamic = function
+                .call_within_context(ctx, (Tensor::new(x.shallow_clone()),))
+                .map_err(|err| crate::core::Error::invalid(format!("hook at {site}: {err}")))?;
+            out.try_cast::<Tensor>()
+                .map(|t| t.inner().shallow_clone())
+                .ok_or_else(|| {
                     crate::core::Error::invalid(format!(
-                        "hook: replacement of shape {:?} does not fit the activation {:?}",
-                        value.size(),
-                        x.size()
+                        "hook at {site}: the function must return a tensor"
                     ))
-                })?)
-            })
-        } else if map.contains_key("ablate") {
-            Box::new(|x| Ok(x.f_zeros_like()?))
-        } else {
-            let function = map["map"]
-                .clone()
-                .try_cast::<rhai::FnPtr>()
-                .ok_or_else(|| runtime_error("hook: map must be a function |x| ..."))?;
-            Box::new(move |x| {
-                let out: Dynamic = function
-                    .call_within_context(ctx, (Tensor::new(x.shallow_clone()),))
-                    .map_err(|err| crate::core::Error::invalid(format!("hook at {site}: {err}")))?;
-                out.try_cast::<Tensor>()
-                    .map(|t| t.inner().shallow_clone())
-                    .ok_or_else(|| {
-                        crate::core::Error::invalid(format!(
-                            "hook at {site}: the function must return a tensor"
-                        ))
-                    })
-            })
-        };
+                })
+        })
+    };
     let edit: crate::core::model::hooks::EditFn<'a> = match positions {
         None => edit,
         Some(positions) => Box::new(move |x| at_positions(x, &positions, &edit)),
