@@ -4,6 +4,7 @@ pub mod activations;
 pub mod corpus;
 pub mod cuda;
 pub mod error;
+pub mod fs;
 pub mod interrupt;
 pub mod model;
 pub mod optim;

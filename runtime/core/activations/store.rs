@@ -106,12 +106,9 @@ impl Manifest {
 
     /// Replaces the manifest atomically (temporary file, then rename).
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(MANIFEST);
-        let staging = super::npy::staging_path(&path);
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::invalid(format!("cannot serialise the manifest: {e}")))?;
-        std::fs::write(&staging, text + "\n").map_err(|e| Error::io(&staging, e))?;
-        std::fs::rename(&staging, &path).map_err(|e| Error::io(&path, e))
+        crate::core::fs::write_atomic(&dir.join(MANIFEST), &(text + "\n"))
     }
 }
 

@@ -443,7 +443,7 @@ impl<'a> Trainer<'a> {
             write_step_checkpoint(&root, self.state.step, self.cfg.keep_checkpoints, |dir| {
                 checkpoint::save(sae, dir, scale, Some(summary))?;
                 save_tensors(&dir.join(TRAINING_TENSORS), &tensors)?;
-                checkpoint::write_atomic(&dir.join(TRAINING_STATE), &state)
+                crate::core::fs::write_atomic(&dir.join(TRAINING_STATE), &state)
             })?;
         self.last_checkpoint = Some(dir);
         Ok(())
