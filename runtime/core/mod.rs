@@ -3,6 +3,8 @@
 pub mod activations;
 pub mod corpus;
 pub mod cuda;
+#[cfg(test)]
+mod data_flow;
 pub mod error;
 pub mod fs;
 pub mod interrupt;
