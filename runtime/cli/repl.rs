@@ -10,7 +10,7 @@ use rustyline::{Context, Editor, Helper, Highlighter, Hinter, Validator};
 use saelab::core::interrupt;
 use saelab::script::display::format_value;
 use saelab::script::help::HelpIndex;
-use saelab::script::{describe_error, new_engine, EngineOptions};
+use saelab::script::{describe_error, error_location, new_engine, EngineOptions};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -217,13 +217,7 @@ fn import_statements(engine: &Engine, text: &str) -> Option<AST> {
 
 fn print_error(err: &rhai::EvalAltResult, file: Option<&Path>) {
     let (message, position) = describe_error(err);
-    let place = match (file, position.line(), position.position()) {
-        (Some(f), Some(l), Some(c)) => format!("{}:{l}:{c}: ", f.display()),
-        (None, Some(l), Some(c)) => format!("line {l}, column {c}: "),
-        (_, Some(l), None) => format!("line {l}: "),
-        _ => String::new(),
-    };
-    println!("error: {place}{message}");
+    println!("error: {}{message}", error_location(file, position, 1));
 }
 
 fn history_path() -> PathBuf {

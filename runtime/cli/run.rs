@@ -1,7 +1,7 @@
 //! `saelab run FILE [--set name=value ...]`.
 use rhai::{Engine, EvalAltResult, Scope};
 use saelab::script::convert::parse_scalar;
-use saelab::script::{describe_error, new_engine, EngineOptions};
+use saelab::script::{describe_error, error_location, new_engine, EngineOptions};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -62,11 +62,7 @@ pub fn eval_file(
 /// Prints `FILE:LINE:COL: message` (or `FILE: message` without a position).
 pub fn report_error(file: &Path, err: &EvalAltResult) {
     let (message, position) = describe_error(err);
-    match (position.line(), position.position()) {
-        (Some(line), Some(col)) => eprintln!("{}:{line}:{col}: {message}", file.display()),
-        (Some(line), None) => eprintln!("{}:{line}: {message}", file.display()),
-        _ => eprintln!("{}: {message}", file.display()),
-    }
+    eprintln!("{}{message}", error_location(Some(file), position, 1));
 }
 
 /// `--set name=value`: numbers and booleans keep their type, anything else is text.

@@ -11,7 +11,9 @@
 //! (see [`Separator`]), and cut the stream every `context` tokens, as
 //! SAELens and sparsify do; a document longer than the context simply
 //! continues in the next window.
-use crate::core::model::Tokenizer;
+// The tokenizer, not the model: the model reads windows, so the corpus
+// sits between the two (core::data_flow keeps it so).
+use crate::core::model::tokenizer::Tokenizer;
 use crate::core::{Error, Result};
 use std::path::{Path, PathBuf};
 

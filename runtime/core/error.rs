@@ -22,6 +22,12 @@ pub enum Error {
     /// A tokenizer that cannot be built from a model's metadata, or bad ids.
     #[error("{0}")]
     Tokenizer(#[from] crate::core::model::TokenizerError),
+    /// A scaling-law fit that cannot be made (too few points, bad options, ...).
+    #[error("{0}")]
+    Fit(#[from] crate::core::scaling::FitError),
+    /// A figure that cannot be drawn or saved.
+    #[error("{0}")]
+    Plot(#[from] crate::core::plot::PlotError),
     /// A long computation stopped by Ctrl-C.
     #[error("interrupted")]
     Interrupted,

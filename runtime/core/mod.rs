@@ -4,7 +4,10 @@ pub mod activations;
 pub mod analysis;
 pub mod corpus;
 pub mod cuda;
+#[cfg(test)]
+mod data_flow;
 pub mod error;
+pub mod fs;
 pub mod interrupt;
 pub mod model;
 pub mod optim;

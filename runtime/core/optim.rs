@@ -99,24 +99,30 @@ fn check_lr(lr: f64) -> Result<()> {
     }
 }
 
-/// Scales all gradients so their joint L2 norm is at most `max_norm`, as
-/// `torch.nn.utils.clip_grad_norm_` does; returns the norm before clipping.
+/// Scales the gradients of `params` (their `.grad`) so their joint L2 norm
+/// is at most `max_norm`; returns the norm before clipping. See [`clip_grads`].
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
+    let grads = params
+        .iter()
+        .map(|p| p.inner().f_grad())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    clip_grads(&grads, max_norm)
+}
+
+/// Scales `grads` in place so their joint L2 norm is at most `max_norm`, as
+/// `torch.nn.utils.clip_grad_norm_` does; returns the norm before clipping.
+/// Undefined gradients (parameters the loss did not reach) are skipped.
+pub fn clip_grads(grads: &[tch::Tensor], max_norm: f64) -> Result<f64> {
     let _guard = tch::no_grad_guard();
     let mut squared = 0.0;
-    let mut grads = Vec::new();
-    for p in params {
-        let grad = p.inner().f_grad()?;
-        if grad.defined() {
-            squared += grad.f_norm()?.f_double_value(&[])?.powi(2);
-            grads.push(grad);
-        }
+    for g in grads.iter().filter(|g| g.defined()) {
+        squared += g.f_norm()?.f_double_value(&[])?.powi(2);
     }
     let total = squared.sqrt();
     let coefficient = max_norm / (total + 1e-6);
     if coefficient < 1.0 {
-        for mut grad in grads {
-            let _ = grad.f_mul_scalar_(coefficient)?;
+        for g in grads.iter().filter(|g| g.defined()) {
+            let _ = g.shallow_clone().f_mul_scalar_(coefficient)?;
         }
     }
     Ok(total)
@@ -178,6 +184,17 @@ mod tests {
             .f_double_value(&[])
             .unwrap();
         assert!((after - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn clipping_scales_to_the_joint_norm() {
+        let grads = [
+            tch::Tensor::from_slice(&[3.0f32]),
+            tch::Tensor::from_slice(&[4.0f32]),
+        ];
+        assert!((clip_grads(&grads, 1.0).unwrap() - 5.0).abs() < 1e-6);
+        let after: f64 = grads.iter().map(|g| g.double_value(&[0]).powi(2)).sum();
+        assert!((after.sqrt() - 1.0).abs() < 1e-5);
     }
 
     #[test]

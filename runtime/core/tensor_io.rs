@@ -1,21 +1,18 @@
-//! Named tensors on disk in the safetensors format. Writes go to a temporary
-//! file that is renamed into place, so a crash never leaves half a file.
+//! Named tensors on disk in the safetensors format. Writes go through
+//! [`crate::core::fs::write_atomic_with`], so a crash never leaves half a file.
 use crate::core::{Error, Result, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Saves named tensors to `path` atomically.
 pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let staging = staging_path(path);
     let pairs: Vec<(&str, tch::Tensor)> = tensors
         .iter()
         .map(|(name, t)| Ok((name.as_str(), t.inner().f_detach()?.f_contiguous()?)))
         .collect::<Result<_>>()?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    tch::Tensor::write_safetensors(&pairs, &staging)
-        .map_err(|e| Error::invalid(format!("cannot write {}: {}", path.display(), e)))?;
-    std::fs::rename(&staging, path).map_err(|e| Error::io(path, e))
+    crate::core::fs::write_atomic_with(path, |staging| {
+        tch::Tensor::write_safetensors(&pairs, staging)
+            .map_err(|e| Error::invalid(format!("cannot write {}: {}", path.display(), e)))
+    })
 }
 
 /// Loads every tensor of a safetensors file, in file order.
@@ -37,13 +34,6 @@ pub fn load_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
         .into_iter()
         .map(|(n, t)| (n, Tensor::new(t)))
         .collect())
-}
-
-/// A sibling path for writing before the rename (same folder, same filesystem).
-pub fn staging_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 #[cfg(test)]

@@ -222,6 +222,31 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// An integer of at least 1 (a count or a size).
+    pub fn positive(&self, key: &str, default: i64) -> ScriptResult<usize> {
+        let value = self.int(key, default)?;
+        usize::try_from(value)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| {
+                runtime_error(format!(
+                    "{}: option '{key}' must be a positive integer, got {value}",
+                    self.context
+                ))
+            })
+    }
+
+    /// An integer of at least 0 (a count that may be zero, a seed).
+    pub fn non_negative(&self, key: &str, default: u64) -> ScriptResult<u64> {
+        let value = self.int(key, default as i64)?;
+        u64::try_from(value).map_err(|_| {
+            runtime_error(format!(
+                "{}: option '{key}' must be >= 0, got {value}",
+                self.context
+            ))
+        })
+    }
+
     pub fn bool(&self, key: &str, default: bool) -> ScriptResult<bool> {
         match self.map.get(key) {
             None => Ok(default),

@@ -1,5 +1,6 @@
 //! Arrays of maps as CSV files: the format sweeps and reports exchange.
-use crate::core::tensor_io::staging_path;
+use crate::core::fs::write_atomic_with;
+use crate::core::Error;
 use crate::script::convert::{columns_of, parse_scalar, rows_of_maps};
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::{Array, Map};
@@ -31,30 +32,22 @@ pub fn read(path: &str) -> ScriptResult<Array> {
 pub fn write(path: &str, rows: &Array) -> ScriptResult<()> {
     let maps = rows_of_maps(rows, "write_csv")?;
     let columns = columns_of(&maps);
-    let target = Path::new(path);
-    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| runtime_error(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    let staging = staging_path(target);
-    let fail = |e: csv::Error| runtime_error(format!("cannot write {path}: {e}"));
-    let mut writer = csv::Writer::from_path(&staging).map_err(fail)?;
-    writer.write_record(&columns).map_err(fail)?;
-    for map in &maps {
-        let record: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                map.get(c.as_str())
-                    .map(|v| v.to_string())
-                    .unwrap_or_default()
-            })
-            .collect();
-        writer.write_record(&record).map_err(fail)?;
-    }
-    writer
-        .flush()
-        .map_err(|e| runtime_error(format!("cannot write {path}: {e}")))?;
-    drop(writer);
-    std::fs::rename(&staging, target)
-        .map_err(|e| runtime_error(format!("cannot write {path}: {e}")))
+    let fail = |e: &dyn std::fmt::Display| Error::invalid(format!("cannot write {path}: {e}"));
+    write_atomic_with(Path::new(path), |staging| {
+        let mut writer = csv::Writer::from_path(staging).map_err(|e| fail(&e))?;
+        writer.write_record(&columns).map_err(|e| fail(&e))?;
+        for map in &maps {
+            let record: Vec<String> = columns
+                .iter()
+                .map(|c| {
+                    map.get(c.as_str())
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                })
+                .collect();
+            writer.write_record(&record).map_err(|e| fail(&e))?;
+        }
+        writer.flush().map_err(|e| fail(&e))
+    })?;
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! in the script position of the failing call, so every message reaches the
 //! user as `FILE:LINE:COL: message`.
 use rhai::{EvalAltResult, Position};
+use std::path::Path;
 
 pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -64,4 +65,46 @@ pub fn describe_error(err: &EvalAltResult) -> (String, Position) {
         }
     };
     (message, position)
+}
+
+/// Where an error happened, to print before its message: `FILE:LINE:COL: `
+/// (or `FILE:LINE: `, `FILE: `), and without a file `line L, column C: `
+/// (or `line L: `, nothing). `first_line` is the line of the file on which
+/// the evaluated text starts: 1 for a whole script, later for a notebook cell.
+pub fn error_location(file: Option<&Path>, position: Position, first_line: usize) -> String {
+    let line = position.line().map(|line| line + first_line - 1);
+    match (file, line, position.position()) {
+        (Some(f), Some(line), Some(column)) => format!("{}:{line}:{column}: ", f.display()),
+        (Some(f), Some(line), None) => format!("{}:{line}: ", f.display()),
+        (Some(f), None, _) => format!("{}: ", f.display()),
+        (None, Some(line), Some(column)) => format!("line {line}, column {column}: "),
+        (None, Some(line), None) => format!("line {line}: "),
+        (None, None, _) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_name_the_file_line_and_column_that_are_known() {
+        let file = Path::new("scripts/run.rhai");
+        let at = Position::new(3, 7);
+        assert_eq!(error_location(Some(file), at, 1), "scripts/run.rhai:3:7: ");
+        assert_eq!(
+            error_location(Some(file), at, 10),
+            "scripts/run.rhai:12:7: "
+        );
+        assert_eq!(
+            error_location(Some(file), Position::new(3, 0), 1),
+            "scripts/run.rhai:3: "
+        );
+        assert_eq!(
+            error_location(Some(file), Position::NONE, 1),
+            "scripts/run.rhai: "
+        );
+        assert_eq!(error_location(None, at, 1), "line 3, column 7: ");
+        assert_eq!(error_location(None, Position::NONE, 1), "");
+    }
 }

@@ -13,4 +13,4 @@ pub mod stdlib;
 pub mod sweep;
 
 pub use engine::{new_engine, EngineOptions};
-pub use error::{describe_error, ScriptResult};
+pub use error::{describe_error, error_location, ScriptResult};

@@ -10,8 +10,8 @@ use render::{CellReport, CellStatus, Output, Report};
 use rhai::{Dynamic, Engine, Scope, AST};
 use saelab::core::interrupt;
 use saelab::script::console::{self, Captured};
-use saelab::script::describe_error;
 use saelab::script::display::format_value;
+use saelab::script::{describe_error, error_location};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -146,21 +146,10 @@ fn eval_cell(
 /// `FILE:LINE:COL: message` with the line counted in the notebook file.
 fn located_error(file: &Path, cell: &Cell, err: &rhai::EvalAltResult) -> String {
     let (message, position) = describe_error(err);
-    match (position.line(), position.position()) {
-        (Some(line), Some(col)) => {
-            format!(
-                "{}:{}:{col}: {message}",
-                file.display(),
-                line + cell.first_line - 1
-            )
-        }
-        (Some(line), None) => format!(
-            "{}:{}: {message}",
-            file.display(),
-            line + cell.first_line - 1
-        ),
-        _ => format!("{}: {message}", file.display()),
-    }
+    format!(
+        "{}{message}",
+        error_location(Some(file), position, cell.first_line)
+    )
 }
 
 fn output_of(captured: Captured) -> Output {

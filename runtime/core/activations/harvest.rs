@@ -89,7 +89,7 @@ pub fn harvest(model: &Model, corpus: &Corpus, options: &HarvestOptions) -> Resu
         Some(existing) => resume(existing, &fresh, out)?,
         None => fresh,
     };
-    remove_staging_files(out)?;
+    crate::core::fs::remove_staging_files(out)?;
     if manifest.rows < options.tokens {
         manifest.complete = false;
         run(model, corpus, options, &mut manifest)?;
@@ -162,20 +162,6 @@ fn resume(existing: Manifest, fresh: &Manifest, out: &Path) -> Result<Manifest> 
         tokens_target: fresh.tokens_target,
         ..existing
     })
-}
-
-/// Half-written files of an interrupted harvest: never listed in the manifest.
-fn remove_staging_files(out: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(out)
-        .map_err(|e| Error::io(out, e))?
-        .flatten()
-    {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "tmp") {
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        }
-    }
-    Ok(())
 }
 
 /// Rows waiting to become a shard.
@@ -533,5 +519,46 @@ mod tests {
         assert_eq!(windows_for(127 * 2, &options), 2);
         assert_eq!(windows_for(127 * 2 + 1, &options), 3);
         assert_eq!(windows_for(1, &options), 1);
+    }
+
+    #[test]
+    fn resuming_removes_every_staging_file_the_writers_can_leave() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "format": FORMAT, "model": "m", "layer": 0, "hook": "resid_pre", "dim": 2,
+            "dtype": "f32", "context": 4, "corpus": "c", "excluded": EXCLUDED,
+            "tokens_target": 1, "windows_done": 0, "rows": 0, "sum_squared_norm": 0.0,
+            "scale": 1.0, "complete": false, "shards": []
+        }))
+        .unwrap();
+        // A folder in the way of each finished name makes the rename fail
+        // after the staging file is written, as a kill between the two would.
+        let names = [
+            "shard-00000.npy",
+            "shard-00000.rows.npy",
+            "shard-00000.windows.npy",
+            super::super::store::MANIFEST,
+        ];
+        for name in names {
+            std::fs::create_dir_all(out.join(name).join("blocker")).unwrap();
+        }
+        for name in &names[..3] {
+            assert!(super::super::npy::write(&out.join(name), Dtype::F32, &[1], &[0; 4]).is_err());
+        }
+        assert!(manifest.write(out).is_err());
+        // The staging name stores used before, left by an older saelab.
+        std::fs::write(out.join("shard-00001.npy.tmp"), b"half a shard").unwrap();
+        for name in names {
+            std::fs::remove_dir_all(out.join(name)).unwrap();
+        }
+        std::fs::write(out.join("shard-00000.npy"), b"finished").unwrap();
+        assert_eq!(std::fs::read_dir(out).unwrap().count(), 6);
+        crate::core::fs::remove_staging_files(out).unwrap();
+        let left: Vec<_> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["shard-00000.npy"]);
     }
 }

@@ -5,7 +5,7 @@ use crate::core::{Error, Result};
 use memmap2::Mmap;
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -142,8 +142,8 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<Header> {
     })
 }
 
-/// Writes an array atomically: a `.tmp` file, flushed to disk, renamed into
-/// place, so a crash leaves either the whole file or none of it.
+/// Writes an array atomically ([`crate::core::fs::write_atomic_with`]), so a
+/// crash leaves either the whole file or none of it.
 pub fn write(path: &Path, dtype: Dtype, shape: &[usize], data: &[u8]) -> Result<()> {
     let expected: usize = shape.iter().product::<usize>() * dtype.size();
     if data.len() != expected {
@@ -153,20 +153,12 @@ pub fn write(path: &Path, dtype: Dtype, shape: &[usize], data: &[u8]) -> Result<
             data.len()
         )));
     }
-    let staging = staging_path(path);
-    let io = |e| Error::io(&staging, e);
-    let mut file = File::create(&staging).map_err(io)?;
-    file.write_all(&header_bytes(dtype, shape)).map_err(io)?;
-    file.write_all(data).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&staging, path).map_err(|e| Error::io(path, e))
-}
-
-/// Where `write` stages `path` before renaming it.
-pub fn staging_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
+    crate::core::fs::write_atomic_with(path, |staging| {
+        let io = |e| Error::io(staging, e);
+        let mut file = File::create(staging).map_err(io)?;
+        file.write_all(&header_bytes(dtype, shape)).map_err(io)?;
+        file.write_all(data).map_err(io)
+    })
 }
 
 /// A memory-mapped `.npy` file.
@@ -224,7 +216,7 @@ mod tests {
         assert_eq!(array.header.shape, [3, 2]);
         assert_eq!(array.header.data_offset % 64, 0);
         assert_eq!(array.row(1), &values[8..16]);
-        assert!(!staging_path(&path).exists());
+        assert!(!crate::core::fs::staging_path(&path).exists());
         // A header as numpy writes it for a 1-D int64 array.
         let mut numpy = b"\x93NUMPY\x01\x00".to_vec();
         let dict = "{'descr': '<i8', 'fortran_order': False, 'shape': (7,), }          \n";

@@ -74,11 +74,33 @@ pub struct ShardInfo {
     pub sum_squared_norm: f64,
 }
 
+/// s = √(dim / E‖x‖²), the factor making the mean squared L2 norm of scaled
+/// rows equal `dim`: what a store records as its `scale`. 1 where there is
+/// nothing to scale (no rows, or all zero); rows with NaN or Inf give NaN or
+/// 0, which training from the store rejects. The one formula for the factor:
+/// [`checked_scale_for`] is this with errors instead of the fallbacks.
 pub fn scale_for(dim: usize, rows: usize, sum_squared_norm: f64) -> f64 {
     if rows == 0 || sum_squared_norm <= 0.0 {
         return 1.0;
     }
     (dim as f64 / (sum_squared_norm / rows as f64)).sqrt()
+}
+
+/// [`scale_for`] for training, with a clear error for data that cannot be
+/// scaled rather than a factor that would train on nonsense.
+pub fn checked_scale_for(dim: usize, rows: usize, sum_squared_norm: f64) -> Result<f64> {
+    let mean_squared_norm = sum_squared_norm / rows as f64;
+    if !mean_squared_norm.is_finite() {
+        return Err(Error::invalid(
+            "the activations contain NaN or Inf, so they cannot be normalised (E‖x‖² is not finite)",
+        ));
+    }
+    if mean_squared_norm <= 0.0 {
+        return Err(Error::invalid(
+            "the activations are all zero, so they cannot be normalised",
+        ));
+    }
+    Ok(scale_for(dim, rows, sum_squared_norm))
 }
 
 impl Manifest {
@@ -122,12 +144,9 @@ impl Manifest {
 
     /// Replaces the manifest atomically (temporary file, then rename).
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(MANIFEST);
-        let staging = super::npy::staging_path(&path);
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::invalid(format!("cannot serialise the manifest: {e}")))?;
-        std::fs::write(&staging, text + "\n").map_err(|e| Error::io(&staging, e))?;
-        std::fs::rename(&staging, &path).map_err(|e| Error::io(&path, e))
+        crate::core::fs::write_atomic(&dir.join(MANIFEST), &(text + "\n"))
     }
 }
 

@@ -140,24 +140,6 @@ impl Adam {
     }
 }
 
-/// Scales `grads` in place so their joint L2 norm is at most `max_norm`, as
-/// `torch.nn.utils.clip_grad_norm_` does; returns the norm before clipping.
-pub fn clip_global_norm(grads: &[tch::Tensor], max_norm: f64) -> Result<f64> {
-    let _guard = tch::no_grad_guard();
-    let mut squared = 0.0;
-    for g in grads.iter().filter(|g| g.defined()) {
-        squared += g.f_norm()?.f_double_value(&[])?.powi(2);
-    }
-    let total = squared.sqrt();
-    let coefficient = max_norm / (total + 1e-6);
-    if coefficient < 1.0 {
-        for g in grads.iter().filter(|g| g.defined()) {
-            let _ = g.shallow_clone().f_mul_scalar_(coefficient)?;
-        }
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,16 +177,5 @@ mod tests {
             .max()
             .double_value(&[]);
         assert!(diff < 1e-6, "{diff}");
-    }
-
-    #[test]
-    fn clipping_scales_to_the_joint_norm() {
-        let grads = [
-            tch::Tensor::from_slice(&[3.0f32]),
-            tch::Tensor::from_slice(&[4.0f32]),
-        ];
-        assert!((clip_global_norm(&grads, 1.0).unwrap() - 5.0).abs() < 1e-6);
-        let after: f64 = grads.iter().map(|g| g.double_value(&[0]).powi(2)).sum();
-        assert!((after.sqrt() - 1.0).abs() < 1e-5);
     }
 }

@@ -17,7 +17,8 @@
 //!
 //! Every file is written to a temporary name and renamed into place.
 use super::{canonical_architecture, Sae, SaeConfig, SaeMetadata};
-use crate::core::tensor_io::{load_tensors, save_tensors, staging_path};
+use crate::core::fs::{staging_path, write_atomic};
+use crate::core::tensor_io::{load_tensors, save_tensors};
 use crate::core::{Error, Result, Tensor};
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -26,16 +27,6 @@ use tch::Kind;
 pub const CFG_FILE: &str = "cfg.json";
 pub const WEIGHTS_FILE: &str = "sae_weights.safetensors";
 pub const SAELAB_FILE: &str = "saelab.json";
-
-/// Writes `text` to `path` atomically.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    let staging = staging_path(path);
-    std::fs::write(&staging, text).map_err(|e| Error::io(&staging, e))?;
-    std::fs::rename(&staging, path).map_err(|e| Error::io(path, e))
-}
 
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -296,7 +287,7 @@ pub fn write_step_checkpoint(
 ) -> Result<std::path::PathBuf> {
     let name = format!("step-{step:08}");
     let target = root.join(&name);
-    let staging = root.join(format!(".{name}.tmp-{}", std::process::id()));
+    let staging = staging_path(&target);
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     }

@@ -240,7 +240,7 @@ pub fn write_csv(path: &std::path::Path, history: &[HistoryRecord]) -> Result<()
         text.push_str(&record.csv_row());
         text.push('\n');
     }
-    super::checkpoint::write_atomic(path, &text)
+    crate::core::fs::write_atomic(path, &text)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Where training activations come from. The trainer only needs batches, the
 //! width, the paper's scaling factor and a position it can return to after a
 //! restart; a tensor in memory and the on-disk activation store provide them.
+use crate::core::activations::store::checked_scale_for;
 use crate::core::activations::{Shuffle, Store};
 use crate::core::{Error, Result};
 use rand::rngs::StdRng;
@@ -145,7 +146,7 @@ impl ActivationSource for TensorSource {
             .f_square()?
             .f_sum(Kind::Double)?
             .f_double_value(&[])?;
-        scale_for(total / self.rows() as f64, self.dim())
+        checked_scale_for(self.dim() as usize, self.rows() as usize, total)
     }
 
     fn position(&self) -> u64 {
@@ -246,7 +247,9 @@ impl ActivationSource for StoreSource {
     /// norms), the same definition as [`TensorSource::scale`].
     fn scale(&mut self) -> Result<f64> {
         match self.store.manifest() {
-            Some(m) if m.rows > 0 => scale_for(m.sum_squared_norm / m.rows as f64, self.dim()),
+            Some(m) if m.rows > 0 => {
+                checked_scale_for(self.dim() as usize, m.rows, m.sum_squared_norm)
+            }
             _ => {
                 let s = self.store.scale();
                 if !s.is_finite() || s <= 0.0 {
@@ -291,21 +294,6 @@ impl ActivationSource for StoreSource {
             self.store.dim()
         )
     }
-}
-
-/// s = √(dim / E‖x‖²), with a clear error for data that cannot be scaled.
-pub fn scale_for(mean_squared_norm: f64, dim: i64) -> Result<f64> {
-    if !mean_squared_norm.is_finite() {
-        return Err(Error::invalid(
-            "the activations contain NaN or Inf, so they cannot be normalised (E‖x‖² is not finite)",
-        ));
-    }
-    if mean_squared_norm <= 0.0 {
-        return Err(Error::invalid(
-            "the activations are all zero, so they cannot be normalised",
-        ));
-    }
-    Ok((dim as f64 / mean_squared_norm).sqrt())
 }
 
 #[cfg(test)]

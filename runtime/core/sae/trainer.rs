@@ -6,12 +6,13 @@
 //! resampling (ReLU) or AuxK (TopK); metrics are logged every `log_every`
 //! steps to the history and a CSV; checkpoints are written periodically
 //! and a killed run resumes from the newest one exactly.
-use super::adam::{clip_global_norm, Adam};
+use super::adam::Adam;
 use super::checkpoint::{self, latest_checkpoint, write_step_checkpoint};
 use super::init::{decoder_bias, DecoderBiasInit};
 use super::metrics::StepMetrics;
 use super::resample::resample_dead_features;
 use super::{ActivationSource, LossOptions, Sae};
+use crate::core::optim::clip_grads;
 use crate::core::tensor_io::{load_tensors, save_tensors};
 use crate::core::{interrupt, progress, Error, Result, Tensor};
 use rand::rngs::StdRng;
@@ -269,7 +270,7 @@ impl<'a> Trainer<'a> {
         // Gradients as fresh tensors rather than accumulated into .grad: no
         // zeroing pass and no read-modify-write of every gradient.
         let grads = tch::Tensor::f_run_backward(&[&out.loss], &self.adam.params(), false, false)?;
-        clip_global_norm(&grads, self.cfg.max_grad_norm)?;
+        clip_grads(&grads, self.cfg.max_grad_norm)?;
         self.adam.update(&grads, self.cfg.lr_at(step))?;
         if self.sae.architecture().unit_norm_decoder() {
             self.sae.project_decoder_to_unit_norm()?;
@@ -443,7 +444,7 @@ impl<'a> Trainer<'a> {
             write_step_checkpoint(&root, self.state.step, self.cfg.keep_checkpoints, |dir| {
                 checkpoint::save(sae, dir, scale, Some(summary))?;
                 save_tensors(&dir.join(TRAINING_TENSORS), &tensors)?;
-                checkpoint::write_atomic(&dir.join(TRAINING_STATE), &state)
+                crate::core::fs::write_atomic(&dir.join(TRAINING_STATE), &state)
             })?;
         self.last_checkpoint = Some(dir);
         Ok(())

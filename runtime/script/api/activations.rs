@@ -70,18 +70,6 @@ fn demo(split: &str) -> ScriptResult<ScriptCorpus> {
     )?))
 }
 
-fn positive(opts: &Options, key: &str, default: i64) -> ScriptResult<usize> {
-    let value = opts.int(key, default)?;
-    usize::try_from(value)
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| {
-            runtime_error(format!(
-                "option '{key}' must be a positive integer, got {value}"
-            ))
-        })
-}
-
 fn harvest_options(model: &crate::core::model::Model, opts: &Map) -> ScriptResult<HarvestOptions> {
     let known = [
         "layer",
@@ -107,13 +95,13 @@ fn harvest_options(model: &crate::core::model::Model, opts: &Map) -> ScriptResul
     };
     let mut options = HarvestOptions::new(
         Site { layer, point },
-        positive(&opts, "tokens", 100_000)?,
+        opts.positive("tokens", 100_000)?,
         out,
     );
-    options.context = positive(&opts, "context", options.context as i64)?;
+    options.context = opts.positive("context", options.context as i64)?;
     let default_batch = HarvestOptions::default_batch_size(model.llama.device());
-    options.batch_size = positive(&opts, "batch_size", default_batch as i64)?;
-    options.shard_rows = positive(&opts, "shard_rows", options.shard_rows as i64)?;
+    options.batch_size = opts.positive("batch_size", default_batch as i64)?;
+    options.shard_rows = opts.positive("shard_rows", options.shard_rows as i64)?;
     if let Some(dtype) = opts.string("dtype")? {
         options.dtype = Dtype::parse(&dtype)?;
     }
@@ -131,7 +119,7 @@ fn harvest_options(model: &crate::core::model::Model, opts: &Map) -> ScriptResul
 
 #[export_module]
 pub mod activations_api {
-    use super::{corpus_options, demo, harvest_options, paths, positive};
+    use super::{corpus_options, demo, harvest_options, paths};
     use crate::core::activations::harvest;
     use crate::core::corpus::CorpusOptions;
     use crate::core::model::perplexity;
@@ -233,13 +221,13 @@ pub mod activations_api {
             "perplexity",
             &["tokens", "context", "batch_size", "hooks", "steer"],
         )?;
-        let context = positive(&opts, "context", 128)?;
+        let context = opts.positive("context", 128)?;
         let windows = c.windows(&m.tokenizer, context)?;
         let result = perplexity(
             m,
             windows,
-            positive(&opts, "tokens", 100_000)?,
-            positive(&opts, "batch_size", 8)?,
+            opts.positive("tokens", 100_000)?,
+            opts.positive("batch_size", 8)?,
             &hooks,
         )?;
         let mut out = Map::new();

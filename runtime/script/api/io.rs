@@ -31,10 +31,7 @@ pub mod io_api {
     /// `write_text("runs/scaling/SUMMARY.md", summary)`
     #[rhai_fn(return_raw)]
     pub fn write_text(path: &str, text: &str) -> ScriptResult<()> {
-        Ok(crate::core::sae::checkpoint::write_atomic(
-            Path::new(path),
-            text,
-        )?)
+        Ok(crate::core::fs::write_atomic(Path::new(path), text)?)
     }
 
     /// Reads a whole text file. `let notes = read_text("runs/scaling/SUMMARY.md");`

@@ -80,7 +80,7 @@ fn matrix(value: &Dynamic) -> ScriptResult<Vec<Vec<f64>>> {
 }
 
 fn added(fig: &Figure, result: Result<(), crate::core::plot::PlotError>) -> ScriptResult<Figure> {
-    result.map_err(|e| runtime_error(e.to_string()))?;
+    result.map_err(crate::core::Error::from)?;
     Ok(fig.clone())
 }
 
@@ -271,7 +271,7 @@ pub mod plot_api {
         let path_buf = PathBuf::from(path);
         fig.borrow()
             .save(&path_buf)
-            .map_err(|e| runtime_error(e.to_string()))?;
+            .map_err(crate::core::Error::from)?;
         console::record_image(path_buf);
         Ok(path.to_string())
     }
@@ -283,7 +283,7 @@ pub mod plot_api {
             convert::floats(&xs, "plot xs")?,
             convert::floats(&ys, "plot ys")?,
         );
-        plot::plot(&xs, &ys, Path::new(path)).map_err(|e| runtime_error(e.to_string()))?;
+        plot::plot(&xs, &ys, Path::new(path)).map_err(crate::core::Error::from)?;
         console::record_image(PathBuf::from(path));
         Ok(path.to_string())
     }

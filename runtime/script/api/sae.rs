@@ -70,12 +70,6 @@ pub(crate) const TRAIN_KEYS: &[&str] = &[
     "keep_checkpoints", "resume", "seed", "progress", "precision",
 ];
 
-fn non_negative(o: &Options, key: &str, default: u64) -> ScriptResult<u64> {
-    let value = o.int(key, default as i64)?;
-    u64::try_from(value)
-        .map_err(|_| runtime_error(format!("train: {key} must be >= 0, got {value}")))
-}
-
 pub(crate) fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptResult<TrainConfig> {
     let mut known = TRAIN_KEYS.to_vec();
     known.extend_from_slice(extra);
@@ -86,9 +80,10 @@ pub(crate) fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptR
     };
     let batch_size = o.int("batch_size", d.batch_size)?;
     let steps = if o.has("tokens") && !o.has("steps") {
-        non_negative(&o, "tokens", 0)?.div_ceil(batch_size.max(1) as u64)
+        o.non_negative("tokens", 0)?
+            .div_ceil(batch_size.max(1) as u64)
     } else {
-        non_negative(&o, "steps", d.steps)?
+        o.non_negative("steps", d.steps)?
     };
     let betas = match o.floats("betas")? {
         None => d.betas,
@@ -121,16 +116,16 @@ pub(crate) fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptR
         b_dec_init,
         b_dec_init_tokens: o.int("b_dec_init_tokens", d.b_dec_init_tokens)?,
         dead_feature_remedy: remedy,
-        dead_window_tokens: non_negative(&o, "dead_window", d.dead_window_tokens)?,
-        resample_every: non_negative(&o, "resample_every", d.resample_every)?,
+        dead_window_tokens: o.non_negative("dead_window", d.dead_window_tokens)?,
+        resample_every: o.non_negative("resample_every", d.resample_every)?,
         resample_tokens: o.int("resample_tokens", d.resample_tokens)?,
-        log_every: non_negative(&o, "log_every", d.log_every)?,
+        log_every: o.non_negative("log_every", d.log_every)?,
         csv_path: o.string("csv")?.map(PathBuf::from),
         checkpoint_dir: o.string("checkpoint_dir")?.map(PathBuf::from),
-        checkpoint_every: non_negative(&o, "checkpoint_every", d.checkpoint_every)?,
-        keep_checkpoints: non_negative(&o, "keep_checkpoints", d.keep_checkpoints as u64)? as usize,
+        checkpoint_every: o.non_negative("checkpoint_every", d.checkpoint_every)?,
+        keep_checkpoints: o.non_negative("keep_checkpoints", d.keep_checkpoints as u64)? as usize,
         resume: o.bool("resume", d.resume)?,
-        seed: non_negative(&o, "seed", d.seed)?,
+        seed: o.non_negative("seed", d.seed)?,
         show_progress: o.bool("progress", d.show_progress)?,
         precision: match o.string("precision")? {
             Some(name) => Precision::parse(&name)?,
@@ -360,8 +355,7 @@ pub mod sae_api {
         let known = ["tokens", "batch_size", "model", "corpus", "layer", "hook", "ce_tokens", "ce_batch_size",
                      "context", "input_scale"];
         let o = Options::new(&opts, "evaluate", &known)?;
-        let tokens = u64::try_from(o.int("tokens", 0)?)
-            .map_err(|_| runtime_error("evaluate: tokens must be >= 0"))?;
+        let tokens = o.non_negative("tokens", 0)?;
         let mut activations = source_from(&source, 0, false)?;
         let evaluation = metrics::evaluate(
             &s.borrow(),

@@ -44,18 +44,11 @@ pub fn ce_options(
         (None, Some(m)) => m.hook.parse::<HookPoint>()?,
         (None, None) => HookPoint::ResidPre,
     };
-    let positive = |key: &str, default: i64| -> ScriptResult<usize> {
-        let value = o.int(key, default)?;
-        usize::try_from(value)
-            .ok()
-            .filter(|v| *v > 0)
-            .ok_or_else(|| runtime_error(format!("{key} must be a positive integer, got {value}")))
-    };
     Ok(CeOptions {
         site: Site { layer, point },
-        tokens: positive(tokens_key, 1024)?,
-        context: positive("context", manifest.map_or(128, |m| m.context as i64))?,
-        batch_size: positive(batch_key, 8)?,
+        tokens: o.positive(tokens_key, 1024)?,
+        context: o.positive("context", manifest.map_or(128, |m| m.context as i64))?,
+        batch_size: o.positive(batch_key, 8)?,
         input_scale: o.f64("input_scale", 1.0)?,
     })
 }

@@ -63,8 +63,7 @@ impl SweepSpec {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let o = Options::new(&sweep_only, "sweep", SWEEP_KEYS)?;
-        let eval_tokens = u64::try_from(o.int("eval_tokens", 0)?)
-            .map_err(|_| runtime_error("sweep: eval_tokens must be >= 0"))?;
+        let eval_tokens = o.non_negative("eval_tokens", 0)?;
         let shared = cfg
             .iter()
             .filter(|(k, _)| !SWEEP_KEYS.contains(&k.as_str()))

@@ -1,14 +1,10 @@
 //! Scaling-law fits from scripts: power laws, general curves, the joint
 //! Chinchilla-style form, the compute-optimal frontier, and CSV files of runs.
-use crate::core::scaling::{Bucketing, FitError, FrontierOptions, PowerLawOptions, Run};
+use crate::core::scaling::{Bucketing, FrontierOptions, PowerLawOptions, Run};
 use crate::script::convert::{number, Options};
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Map};
-
-fn fit_error(err: FitError) -> Box<rhai::EvalAltResult> {
-    runtime_error(err.to_string())
-}
 
 /// Any result struct as a Rhai map (all of them derive Serialize).
 fn to_map<T: serde::Serialize>(value: &T) -> ScriptResult<Dynamic> {
@@ -90,8 +86,9 @@ fn runs_from(rows: &Array) -> ScriptResult<Vec<Run>> {
 
 #[export_module]
 pub mod scaling_api {
-    use super::{fit_error, frontier_options, power_law_options, runs_from, to_map};
+    use super::{frontier_options, power_law_options, runs_from, to_map};
     use crate::core::scaling::{self, SaeKind};
+    use crate::core::Error;
     use crate::script::convert;
     use crate::script::error::{runtime_error, ScriptResult};
     use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext, FLOAT, INT};
@@ -109,7 +106,7 @@ pub mod scaling_api {
     pub fn fit_power_law_with(xs: Dynamic, ys: Dynamic, opts: Map) -> ScriptResult<Dynamic> {
         let (xs, ys) = (convert::floats(&xs, "xs")?, convert::floats(&ys, "ys")?);
         let fit =
-            scaling::fit_power_law(&xs, &ys, &power_law_options(&opts)?).map_err(fit_error)?;
+            scaling::fit_power_law(&xs, &ys, &power_law_options(&opts)?).map_err(Error::from)?;
         let mut map = to_map(&fit)?.cast::<Map>();
         if fit.c.is_none() {
             map.remove("c");
@@ -132,7 +129,7 @@ pub mod scaling_api {
         let p0 = convert::floats(&Dynamic::from_array(p0), "p0")?;
         let result = if let Some(name) = model.clone().try_cast::<rhai::ImmutableString>() {
             scaling::builtin_model(&name)
-                .map_err(fit_error)?
+                .map_err(Error::from)?
                 .fit(&xs, &ys, Some(&p0))
         } else if let Some(f) = model.clone().try_cast::<FnPtr>() {
             let closure = |x: f64, p: &[f64]| -> Result<f64, String> {
@@ -151,7 +148,7 @@ pub mod scaling_api {
                 model.type_name()
             )));
         };
-        to_map(&result.map_err(fit_error)?)
+        to_map(&result.map_err(Error::from)?)
     }
 
     /// Chinchilla-style joint fit L(F, S) = E + A/F^α + B/S^β: `#{e, a, alpha, b, beta, r2}`.
@@ -160,7 +157,7 @@ pub mod scaling_api {
         let fs = convert::floats(&fs, "n_features")?;
         let ss = convert::floats(&ss, "steps")?;
         let ls = convert::floats(&ls, "losses")?;
-        to_map(&scaling::fit_joint(&fs, &ss, &ls).map_err(fit_error)?)
+        to_map(&scaling::fit_joint(&fs, &ss, &ls).map_err(Error::from)?)
     }
 
     /// The compute-optimal frontier of runs (maps with n_features, steps, compute, loss):
@@ -176,7 +173,7 @@ pub mod scaling_api {
     pub fn compute_frontier_with(runs: Array, opts: Map) -> ScriptResult<Dynamic> {
         let parsed = runs_from(&runs)?;
         let frontier =
-            scaling::compute_frontier(&parsed, &frontier_options(&opts)?).map_err(fit_error)?;
+            scaling::compute_frontier(&parsed, &frontier_options(&opts)?).map_err(Error::from)?;
         let mut map = to_map(&frontier)?.cast::<Map>();
         // Give back the caller's own run maps, so scripts keep every column.
         let chosen: Array = frontier
@@ -218,13 +215,13 @@ pub mod scaling_api {
                 )))
             }
         };
-        scaling::training_flops(
+        Ok(scaling::training_flops(
             d_in.max(0) as usize,
             n_features.max(0) as usize,
             tokens,
             kind,
         )
-        .map_err(fit_error)
+        .map_err(Error::from)?)
     }
 
     /// Training FLOPs of a dense ReLU SAE. `training_flops(576, 4096, 1e6)`
