@@ -341,3 +341,37 @@ fn weights_are_readable_and_logit_effects_are_the_unembedded_decoder_row() {
         crate::support::eval_err("load_model().weight(\"blk.99.ffn_up\")").contains("weight_names")
     );
 }
+
+#[test]
+fn ce_loss_recovered_measures_the_hooked_model() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let result = eval(&format!(
+        r#"{}
+        let heldout = demo_corpus(#{{split: "heldout"}});
+        let base = s.ce_loss_recovered(m, heldout, #{{layer: 15, tokens: 128}});
+        let same = s.ce_loss_recovered(m, heldout, #{{layer: 15, tokens: 128, hooks: [#{{layer: 3, map: |x| x}}]}});
+        let hurt = s.ce_loss_recovered(m, heldout, #{{layer: 15, tokens: 128, hooks: [#{{layer: 0, hook: "mlp", ablate: true}}]}});
+        [base.ce_clean, same.ce_clean, base.ce_spliced, same.ce_spliced, hurt.ce_clean]
+        "#,
+        trained_sae_script(dir.path())
+    ))
+    .into_typed_array::<f64>()
+    .unwrap();
+    assert_eq!(
+        result[0], result[1],
+        "an identity hook changed the clean CE"
+    );
+    assert_eq!(
+        result[2], result[3],
+        "an identity hook changed the spliced CE"
+    );
+    assert!(
+        result[4] > result[0],
+        "ablating layer 0's MLP: clean CE {} → {}",
+        result[0],
+        result[4]
+    );
+}

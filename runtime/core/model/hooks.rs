@@ -162,7 +162,8 @@ pub enum Edit<'a> {
 }
 
 impl Edit<'_> {
-    fn apply(&self, x: &Tensor, site: Site) -> Result<Tensor> {
+    /// The edited activation, checked to keep its shape.
+    pub fn apply(&self, x: &Tensor, site: Site) -> Result<Tensor> {
         let edited = match self {
             Edit::Add(delta) => x.f_add(delta)?,
             Edit::Replace(value) => {

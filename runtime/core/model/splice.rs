@@ -71,6 +71,9 @@ pub struct SpliceProbe<'a> {
     model: &'a Model,
     site: Site,
     batches: Vec<ProbeBatch>,
+    /// Edits made in every pass, clean and replaced (an intervention whose
+    /// CE loss is measured).
+    hooks: Option<&'a Hooks<'a>>,
 }
 
 impl<'a> SpliceProbe<'a> {
@@ -94,7 +97,14 @@ impl<'a> SpliceProbe<'a> {
             model,
             site,
             batches,
+            hooks: None,
         })
+    }
+
+    /// Makes `hooks`' edits in every pass (their reads are ignored).
+    pub fn with_hooks(mut self, hooks: &'a Hooks<'a>) -> Self {
+        self.hooks = Some(hooks);
+        self
     }
 
     /// Next-token predictions made per pass.
@@ -109,20 +119,21 @@ impl<'a> SpliceProbe<'a> {
     /// Mean cross-entropy in nats, with the marked positions of the site's
     /// activation replaced by `replace(activation)` when given.
     pub fn cross_entropy(&mut self, replace: Option<Replacement>) -> Result<f64> {
-        let (model, site) = (self.model, self.site);
+        let (model, site, base) = (self.model, self.site, self.hooks);
         let (mut nll, mut predicted) = (0.0, 0usize);
         for batch in &mut self.batches {
             interrupt::check()?;
             let logits = match replace {
                 None => {
-                    let out = model.run(&batch.sequences, &Hooks::reading(&[site]), Logits::All)?;
+                    let hooks = pass_hooks(base, &[site], None);
+                    let out = model.run(&batch.sequences, &hooks, Logits::All)?;
                     batch.clean = out.activations.into_iter().next();
                     out.logits
                 }
                 Some(replace) => {
-                    let clean = clean_activation(model, site, batch)?;
+                    let clean = clean_activation(model, site, batch, base)?;
                     let edited = replace(&clean)?.f_where_self(&batch.mask, &clean)?;
-                    let hooks = Hooks::default().edit(site, Edit::Replace(edited));
+                    let hooks = pass_hooks(base, &[], Some((site, Edit::Replace(edited))));
                     model.run(&batch.sequences, &hooks, Logits::All)?.logits
                 }
             };
@@ -151,9 +162,35 @@ fn probe_batch(windows: &[SpliceWindow]) -> Result<ProbeBatch> {
     })
 }
 
-fn clean_activation(model: &Model, site: Site, batch: &mut ProbeBatch) -> Result<Tensor> {
+/// One pass's hooks: the probe's edits (borrowed), then `read` and `last`.
+fn pass_hooks<'h>(
+    base: Option<&'h Hooks<'h>>,
+    read: &[Site],
+    last: Option<(Site, Edit<'h>)>,
+) -> Hooks<'h> {
+    let mut hooks = Hooks::reading(read);
+    for (site, edit) in base.map_or(&[][..], |h| h.edits.as_slice()) {
+        let site = *site;
+        hooks = hooks.edit(site, Edit::Map(Box::new(move |x| edit.apply(x, site))));
+    }
+    if let Some((site, edit)) = last {
+        hooks = hooks.edit(site, edit);
+    }
+    hooks
+}
+
+fn clean_activation(
+    model: &Model,
+    site: Site,
+    batch: &mut ProbeBatch,
+    base: Option<&Hooks>,
+) -> Result<Tensor> {
     if batch.clean.is_none() {
-        let out = model.run(&batch.sequences, &Hooks::reading(&[site]), Logits::Skip)?;
+        let out = model.run(
+            &batch.sequences,
+            &pass_hooks(base, &[site], None),
+            Logits::Skip,
+        )?;
         batch.clean = out.activations.into_iter().next();
     }
     let clean = batch

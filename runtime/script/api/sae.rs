@@ -347,13 +347,19 @@ pub mod sae_api {
     /// `#{loss, mse, penalty, l0, explained_variance, dead_fraction, density, log10_density, density_histogram, ...}`.
     /// Loss, mse and penalty are in the paper's normalised units (E‖x‖² = d_in); `mse_raw` is not.
     /// With `model` and `corpus` (a corpus, a text or texts) it adds `ce_clean`, `ce_spliced`, `ce_zero` and
-    /// `ce_loss_recovered` over `ce_tokens` (1024) predictions; options `layer`, `hook` (default: the store's), `context`.
+    /// `ce_loss_recovered` over `ce_tokens` (1024) predictions; options `layer`, `hook` (default: the store's), `context`,
+    /// `hooks` / `steer` (edits made in every CE pass, see `forward`).
     /// `let m = s.evaluate(store, #{tokens: 100000, model: m, corpus: demo_corpus(#{split: "heldout"})});`
     #[rhai_fn(pure, return_raw)]
-    pub fn evaluate(s: &mut Sae, source: Dynamic, opts: Map) -> ScriptResult<Map> {
+    pub fn evaluate(
+        ctx: NativeCallContext,
+        s: &mut Sae,
+        source: Dynamic,
+        opts: Map,
+    ) -> ScriptResult<Map> {
         #[rustfmt::skip]
         let known = ["tokens", "batch_size", "model", "corpus", "layer", "hook", "ce_tokens", "ce_batch_size",
-                     "context", "input_scale"];
+                     "context", "input_scale", "hooks", "steer"];
         let o = Options::new(&opts, "evaluate", &known)?;
         let tokens = o.non_negative("tokens", 0)?;
         let mut activations = source_from(&source, 0, false)?;
@@ -379,7 +385,8 @@ pub mod sae_api {
             (Some(model), Some(text)) => {
                 let store = source.read_lock::<ScriptStore>().map(|s| s.clone());
                 let ce = ce_options(&o, ["ce_tokens", "ce_batch_size"], store.as_ref())?;
-                let (result, _) = measure_ce(&s.borrow(), &model, text, &ce)?;
+                let hooks = crate::script::api::analysis::script_hooks(&ctx, &model, &opts, false)?;
+                let (result, _) = measure_ce(&s.borrow(), &model, text, &ce, &hooks)?;
                 insert_ce(&mut out, &result, "ce_loss_recovered");
             }
             _ => {
@@ -395,20 +402,23 @@ pub mod sae_api {
     /// `layer` (`hook`: "resid_pre" by default): `#{ce_clean, ce_spliced, ce_zero, recovered, tokens}`, recovered =
     /// (ce_zero − ce_spliced) / (ce_zero − ce_clean). Text: a corpus, a text or an array of texts. Options: `tokens`
     /// (1024 predictions), `context` (128), `batch_size` (8), `input_scale` (1; for an SAE trained in a script on
-    /// scaled inputs, the scale it saw). Position 0 of each window and document separators are left clean.
+    /// scaled inputs, the scale it saw), `hooks` / `steer` (edits made in every pass, see `forward`: the CE loss
+    /// of an intervened model). Position 0 of each window and document separators are left clean.
     /// `s.ce_loss_recovered(m, demo_corpus(#{split: "heldout"}), #{layer: 15, tokens: 512})`
     #[rhai_fn(pure, return_raw)]
     pub fn ce_loss_recovered(
+        ctx: NativeCallContext,
         s: &mut Sae,
         m: ScriptModel,
         text: Dynamic,
         opts: Map,
     ) -> ScriptResult<Map> {
         #[rustfmt::skip]
-        let known = ["layer", "hook", "tokens", "context", "batch_size", "input_scale"];
+        let known = ["layer", "hook", "tokens", "context", "batch_size", "input_scale", "hooks", "steer"];
         let o = Options::new(&opts, "ce_loss_recovered", &known)?;
         let ce = ce_options(&o, ["tokens", "batch_size"], None)?;
-        let (result, tokens) = measure_ce(&s.borrow(), &m, &text, &ce)?;
+        let hooks = crate::script::api::analysis::script_hooks(&ctx, &m, &opts, false)?;
+        let (result, tokens) = measure_ce(&s.borrow(), &m, &text, &ce, &hooks)?;
         let mut out = Map::new();
         insert_ce(&mut out, &result, "recovered");
         out.insert("tokens".into(), Dynamic::from(tokens as INT));
@@ -417,8 +427,8 @@ pub mod sae_api {
 
     /// `evaluate` over every activation given. `s.evaluate(acts)`
     #[rhai_fn(name = "evaluate", pure, return_raw)]
-    pub fn evaluate_all(s: &mut Sae, source: Dynamic) -> ScriptResult<Map> {
-        evaluate(s, source, Map::new())
+    pub fn evaluate_all(ctx: NativeCallContext, s: &mut Sae, source: Dynamic) -> ScriptResult<Map> {
+        evaluate(ctx, s, source, Map::new())
     }
 
     /// Feature activations f [batch, n_features] (dense). `let f = s.encode(x);`

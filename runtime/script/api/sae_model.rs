@@ -2,7 +2,7 @@
 //! which site, how many tokens; the measuring is `core::sae::metrics` and
 //! `core::model::splice`.
 use crate::core::model::splice::text_windows;
-use crate::core::model::{HookPoint, Model, Site, SpliceProbe, SpliceWindow};
+use crate::core::model::{HookPoint, Hooks, Model, Site, SpliceProbe, SpliceWindow};
 use crate::core::sae::{metrics, Sae};
 use crate::script::api::activations::{ScriptCorpus, ScriptStore};
 use crate::script::convert::Options;
@@ -117,9 +117,11 @@ pub fn measure(
     model: &Model,
     text: &Dynamic,
     opts: &CeOptions,
+    hooks: &Hooks,
 ) -> ScriptResult<(metrics::CeLossRecovered, usize)> {
     let windows = ce_windows(model, text, opts)?;
-    let mut probe = SpliceProbe::new(model, opts.site, &windows, opts.batch_size)?;
+    let mut probe =
+        SpliceProbe::new(model, opts.site, &windows, opts.batch_size)?.with_hooks(hooks);
     let result =
         metrics::ce_loss_recovered(sae, opts.input_scale, |splice| probe.cross_entropy(splice))?;
     Ok((result, probe.tokens()))
