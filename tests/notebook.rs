@@ -49,6 +49,29 @@ fn quickstart_report_holds_every_output_and_inlined_figure() {
 }
 
 #[test]
+fn imports_and_functions_carry_over_from_cell_to_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let notebook = dir.path().join("imports.rhai");
+    std::fs::write(
+        &notebook,
+        "// %% Import\nimport \"stats\" as st;\nfn twice(v) { v * 2.0 }\n// %% Use\nprint(`mean ${twice(st::mean([1.0, 3.0]))}`);\n",
+    )
+    .unwrap();
+    let html_path = dir.path().join("imports.html");
+    let out = render(&notebook, &html_path, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(
+        html.contains("mean 4"),
+        "the second cell did not see the import"
+    );
+}
+
+#[test]
 fn a_failing_cell_is_named_and_later_cells_do_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let notebook = dir.path().join("broken.rhai");

@@ -37,6 +37,9 @@ fn help_lists_topics_and_describes_functions() {
     );
     assert!(out.contains("The k largest values"), "{out}");
     assert!(out.contains("no function named 'nope_nothing'"), "{out}");
+    // The stdlib modules' closures are not listed as functions.
+    assert!(!out.contains("anon$"), "{out}");
+    assert!(out.contains("scaling::"), "{out}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! unfinished block keeps reading; a blank line forces submission), tab
 //! completion, `:help`, `:load`, and Ctrl-C that interrupts the running
 //! evaluation without losing the session.
-use rhai::{Dynamic, Engine, Scope, AST};
+use rhai::Engine;
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
@@ -10,7 +10,9 @@ use rustyline::{Context, Editor, Helper, Highlighter, Hinter, Validator};
 use saelab::core::interrupt;
 use saelab::script::display::format_value;
 use saelab::script::help::HelpIndex;
-use saelab::script::{describe_error, error_location, new_engine, EngineOptions};
+use saelab::script::{
+    describe_error, error_location, is_complete, new_engine, EngineOptions, Session,
+};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,29 +21,17 @@ use std::rc::Rc;
 const PROMPT: &str = "saelab> ";
 const CONTINUE: &str = "   ...> ";
 
-/// Everything that survives from one input to the next.
-struct Session {
-    engine: Engine,
-    scope: Scope<'static>,
-    /// Functions defined so far, merged into every later evaluation.
-    functions: AST,
-    /// `import` statements so far, replayed before every later evaluation
-    /// (Rhai's imports otherwise end with the evaluation that made them).
-    imports: AST,
+/// The REPL's state: the shared scripting session and the help index.
+struct Repl {
+    session: Session,
     help: HelpIndex,
 }
 
 pub fn run_repl() -> ExitCode {
-    let engine = new_engine(EngineOptions::default());
-    let help = HelpIndex::build(&engine);
+    let session = Session::new(EngineOptions::default());
+    let help = HelpIndex::build(session.engine());
     let names: Vec<String> = help.names().map(String::from).collect();
-    let mut session = Session {
-        engine,
-        scope: Scope::new(),
-        functions: AST::empty(),
-        imports: AST::empty(),
-        help,
-    };
+    let mut repl = Repl { session, help };
     let variables = Rc::new(RefCell::new(Vec::new()));
     let mut editor = match Editor::<ReplHelper, DefaultHistory>::new() {
         Ok(editor) => editor,
@@ -54,19 +44,23 @@ pub fn run_repl() -> ExitCode {
         names,
         variables: variables.clone(),
     }));
+    // Multi-line input asks the parser whether it is complete; the parser
+    // needs saelab's operators, so it gets an engine of its own.
+    let parser = new_engine(EngineOptions::default());
     let history = history_path();
     let _ = editor.load_history(&history);
     println!(
         "saelab {} — `:help` lists functions, `:quit` leaves. Ctrl-C interrupts a running command.",
         env!("CARGO_PKG_VERSION")
     );
-    while let Some(input) = read_input(&mut editor) {
+    while let Some(input) = read_input(&mut editor, &parser) {
         let _ = editor.add_history_entry(input.trim_end());
-        if !handle(&mut session, input.trim()) {
+        if !handle(&mut repl, input.trim()) {
             break;
         }
-        *variables.borrow_mut() = session
-            .scope
+        *variables.borrow_mut() = repl
+            .session
+            .scope()
             .iter_raw()
             .map(|(name, _, _)| name.to_string())
             .collect();
@@ -79,7 +73,7 @@ pub fn run_repl() -> ExitCode {
 }
 
 /// Reads one complete input, continuing while it is unfinished.
-fn read_input(editor: &mut Editor<ReplHelper, DefaultHistory>) -> Option<String> {
+fn read_input(editor: &mut Editor<ReplHelper, DefaultHistory>, parser: &Engine) -> Option<String> {
     let mut input = String::new();
     loop {
         let prompt = if input.is_empty() { PROMPT } else { CONTINUE };
@@ -92,7 +86,7 @@ fn read_input(editor: &mut Editor<ReplHelper, DefaultHistory>) -> Option<String>
                     input.clear();
                     continue;
                 }
-                if blank || input.trim_start().starts_with(':') || is_complete(&input) {
+                if blank || input.trim_start().starts_with(':') || is_complete(parser, &input) {
                     return Some(input);
                 }
             }
@@ -106,57 +100,26 @@ fn read_input(editor: &mut Editor<ReplHelper, DefaultHistory>) -> Option<String>
     }
 }
 
-/// Whether an input can be evaluated now: brackets are balanced and the
-/// text does not end in the middle of an expression.
-pub fn is_complete(input: &str) -> bool {
-    let mut depth: i64 = 0;
-    let mut chars = input.chars().peekable();
-    let mut in_string: Option<char> = None;
-    while let Some(c) = chars.next() {
-        match (in_string, c) {
-            (Some(_), '\\') => {
-                chars.next();
-            }
-            (Some(q), c) if c == q => in_string = None,
-            (Some(_), _) => {}
-            (None, '"' | '`' | '\'') => in_string = Some(c),
-            (None, '/') if chars.peek() == Some(&'/') => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            (None, '(' | '[' | '{') => depth += 1,
-            (None, ')' | ']' | '}') => depth -= 1,
-            _ => {}
-        }
-    }
-    let trimmed = input.trim_end();
-    let dangling = ["+", "-", "*", "/", "@", "=", ",", "&&", "||", "."]
-        .iter()
-        .any(|op| trimmed.ends_with(op));
-    depth <= 0 && in_string.is_none() && !dangling
-}
-
 /// Handles one input; returns false when the user asked to leave.
-fn handle(session: &mut Session, input: &str) -> bool {
+fn handle(repl: &mut Repl, input: &str) -> bool {
     if let Some(command) = input.strip_prefix(':') {
-        return command_line(session, command.trim());
+        return command_line(repl, command.trim());
     }
-    evaluate(session, input, None);
+    evaluate(&mut repl.session, input, None);
     true
 }
 
-fn command_line(session: &mut Session, command: &str) -> bool {
+fn command_line(repl: &mut Repl, command: &str) -> bool {
     let (name, argument) = command.split_once(' ').unwrap_or((command, ""));
     match name {
         "q" | "quit" | "exit" => return false,
-        "help" | "h" if argument.trim().is_empty() => print!("{}", session.help.overview()),
-        "help" | "h" => print!("{}", session.help.describe(argument)),
-        "load" if !argument.trim().is_empty() => load_file(session, Path::new(argument.trim())),
+        "help" | "h" if argument.trim().is_empty() => print!("{}", repl.help.overview()),
+        "help" | "h" => print!("{}", repl.help.describe(argument)),
+        "load" if !argument.trim().is_empty() => {
+            load_file(&mut repl.session, Path::new(argument.trim()))
+        }
         "vars" => {
-            for (name, _, value) in session.scope.iter_raw() {
+            for (name, _, value) in repl.session.scope().iter_raw() {
                 println!("{name}: {}", value.type_name());
             }
         }
@@ -172,47 +135,16 @@ fn load_file(session: &mut Session, path: &Path) {
     }
 }
 
-/// Compiles and runs one input against the session, printing its value or
-/// its error; the session stays usable either way.
+/// Runs one input in the session, printing its value or its error; the
+/// session stays usable either way.
 fn evaluate(session: &mut Session, text: &str, file: Option<&Path>) {
     interrupt::clear();
-    let mut ast = match session.engine.compile_with_scope(&session.scope, text) {
-        Ok(ast) => ast,
-        Err(err) => return print_error(&err.into(), file),
-    };
-    if let Some(path) = file {
-        ast.set_source(path.display().to_string());
-    }
-    let imports = import_statements(&session.engine, text);
-    let program = session.imports.merge(&session.functions).merge(&ast);
-    let result = session
-        .engine
-        .eval_ast_with_scope::<Dynamic>(&mut session.scope, &program);
-    session.functions = session.functions.merge(&ast.clone_functions_only());
-    match result {
-        Ok(value) => {
-            if let Some(imports) = imports {
-                session.imports = session.imports.merge(&imports);
-            }
-            if !value.is_unit() {
-                println!("{}", format_value(&value));
-            }
-        }
+    let source = file.map(|path| path.display().to_string());
+    match session.eval(text, source.as_deref()) {
+        Ok(value) if !value.is_unit() => println!("{}", format_value(&value)),
+        Ok(_) => {}
         Err(err) => print_error(&err, file),
     }
-}
-
-/// The `import ... as ...;` lines of an input, compiled on their own.
-fn import_statements(engine: &Engine, text: &str) -> Option<AST> {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("import ") && l.contains(" as "))
-        .collect();
-    if lines.is_empty() {
-        return None;
-    }
-    engine.compile(lines.join("\n")).ok()
 }
 
 fn print_error(err: &rhai::EvalAltResult, file: Option<&Path>) {
@@ -266,19 +198,5 @@ impl Completer for ReplHelper {
             .collect();
         candidates.dedup_by(|a, b| a.display == b.display);
         Ok((start, candidates))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_complete;
-
-    #[test]
-    fn open_blocks_and_dangling_operators_continue() {
-        assert!(!is_complete("fn f(x) {\n"));
-        assert!(!is_complete("let y = x +\n"));
-        assert!(!is_complete("let s = \"unterminated\n"));
-        assert!(is_complete("let x = [1, 2, 3];\n"));
-        assert!(is_complete("// a comment with { brace\n"));
     }
 }

@@ -1,7 +1,7 @@
 //! `saelab run FILE [--set name=value ...]`.
-use rhai::{Engine, EvalAltResult, Scope};
+use rhai::{EvalAltResult, Scope};
 use saelab::script::convert::parse_scalar;
-use saelab::script::{describe_error, error_location, new_engine, EngineOptions};
+use saelab::script::{describe_error, error_location, EngineOptions, Session};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -9,13 +9,12 @@ use std::process::ExitCode;
 const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn run_script(file: &Path, settings: &[String]) -> ExitCode {
-    let mut scope = Scope::new();
-    if let Err(message) = apply_settings(&mut scope, settings) {
+    let mut session = session_for(file);
+    if let Err(message) = apply_settings(session.scope_mut(), settings) {
         eprintln!("saelab: {message}");
         return ExitCode::from(2);
     }
-    let engine = engine_for(file);
-    match eval_file(&engine, &mut scope, file) {
+    match eval_file(&mut session, file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             report_error(file, &err);
@@ -28,9 +27,9 @@ pub fn run_script(file: &Path, settings: &[String]) -> ExitCode {
     }
 }
 
-/// An engine whose imports resolve beside `file`.
-pub fn engine_for(file: &Path) -> Engine {
-    new_engine(EngineOptions {
+/// A session whose imports resolve beside `file`.
+pub fn session_for(file: &Path) -> Session {
+    Session::new(EngineOptions {
         script_dir: file.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -42,21 +41,17 @@ pub fn engine_for(file: &Path) -> Engine {
     })
 }
 
-/// Compiles and runs a whole file in `scope`.
-pub fn eval_file(
-    engine: &Engine,
-    scope: &mut Scope,
-    file: &Path,
-) -> Result<(), Box<EvalAltResult>> {
+/// Compiles and runs a whole file in the session.
+pub fn eval_file(session: &mut Session, file: &Path) -> Result<(), Box<EvalAltResult>> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         Box::new(EvalAltResult::ErrorSystem(
             format!("cannot read {}", file.display()),
             Box::new(e),
         ))
     })?;
-    let mut ast = engine.compile_with_scope(scope, text)?;
-    ast.set_source(file.display().to_string());
-    engine.run_ast_with_scope(scope, &ast)
+    session
+        .eval(&text, Some(&file.display().to_string()))
+        .map(|_| ())
 }
 
 /// Prints `FILE:LINE:COL: message` (or `FILE: message` without a position).

@@ -93,7 +93,8 @@ impl HelpIndex {
         let topic = format!("stdlib {module}");
         self.topics
             .push((topic.clone(), format!("import \"{module}\" as {module};")));
-        for f in ast.iter_functions() {
+        // Closures in a module compile to functions named `anon$…`: not the user's to call.
+        for f in ast.iter_functions().filter(|f| is_identifier(f.name)) {
             let name = format!("{module}::{}", f.name);
             let signature = format!("{module}::{}({})", f.name, f.params.join(", "));
             self.entries.insert(

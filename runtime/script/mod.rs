@@ -9,8 +9,10 @@ pub mod display;
 pub mod engine;
 pub mod error;
 pub mod help;
+pub mod session;
 pub mod stdlib;
 pub mod sweep;
 
 pub use engine::{new_engine, EngineOptions};
 pub use error::{describe_error, error_location, ScriptResult};
+pub use session::{is_complete, Session};

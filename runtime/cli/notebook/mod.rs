@@ -4,14 +4,13 @@
 pub mod cells;
 pub mod render;
 
-use crate::run::{apply_settings, engine_for};
+use crate::run::{apply_settings, session_for};
 use cells::{split_cells, Cell, CellKind};
 use render::{CellReport, CellStatus, Output, Report};
-use rhai::{Dynamic, Engine, Scope, AST};
 use saelab::core::interrupt;
 use saelab::script::console::{self, Captured};
 use saelab::script::display::format_value;
-use saelab::script::{describe_error, error_location};
+use saelab::script::{describe_error, error_location, Session};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -24,12 +23,12 @@ pub fn run_notebook(file: &Path, output: Option<PathBuf>, settings: &[String]) -
             return ExitCode::FAILURE;
         }
     };
-    let mut scope = Scope::new();
-    if let Err(message) = apply_settings(&mut scope, settings) {
+    let mut session = session_for(file);
+    if let Err(message) = apply_settings(session.scope_mut(), settings) {
         eprintln!("saelab: {message}");
         return ExitCode::from(2);
     }
-    let report = execute(file, &text, &mut scope);
+    let report = execute(file, &text, &mut session);
     let html_path = output.unwrap_or_else(|| default_output(file));
     match write_report(&report, &html_path) {
         Ok(md_path) => eprintln!(
@@ -59,12 +58,11 @@ fn default_output(file: &Path) -> PathBuf {
     PathBuf::from(stem).with_extension("html")
 }
 
-/// Runs every cell in order; after a failure the rest are marked not run.
-pub fn execute(file: &Path, text: &str, scope: &mut Scope) -> Report {
-    let engine = engine_for(file);
+/// Runs every cell in order in one session (variables, functions and
+/// imports carry over); after a failure the rest are marked not run.
+pub fn execute(file: &Path, text: &str, session: &mut Session) -> Report {
     let cells = split_cells(text);
     let code_total = cells.iter().filter(|c| c.kind == CellKind::Code).count();
-    let mut functions = AST::empty();
     let mut failed = false;
     let mut code_index = 0;
     let mut reports = Vec::new();
@@ -86,7 +84,7 @@ pub fn execute(file: &Path, text: &str, scope: &mut Scope) -> Report {
         code_index += 1;
         let title = cell.title.clone().unwrap_or_default();
         eprintln!("[{code_index}/{code_total}] {title}");
-        let report = run_cell(&engine, scope, &mut functions, file, cell);
+        let report = run_cell(session, file, cell);
         failed = matches!(report.status, CellStatus::Failed { .. });
         if let CellStatus::Failed { error } = &report.status {
             eprintln!("  failed: {error}");
@@ -100,17 +98,11 @@ pub fn execute(file: &Path, text: &str, scope: &mut Scope) -> Report {
     }
 }
 
-fn run_cell(
-    engine: &Engine,
-    scope: &mut Scope,
-    functions: &mut AST,
-    file: &Path,
-    cell: Cell,
-) -> CellReport {
+fn run_cell(session: &mut Session, file: &Path, cell: Cell) -> CellReport {
     interrupt::clear();
     console::start_capture();
     let started = Instant::now();
-    let result = eval_cell(engine, scope, functions, &cell);
+    let result = session.eval(&cell.source, None);
     let mut outputs: Vec<Output> = console::take_capture().into_iter().map(output_of).collect();
     let status = match result {
         Ok(value) => {
@@ -129,18 +121,6 @@ fn run_cell(
         status,
         seconds: started.elapsed().as_secs_f64(),
     }
-}
-
-fn eval_cell(
-    engine: &Engine,
-    scope: &mut Scope,
-    functions: &mut AST,
-    cell: &Cell,
-) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
-    let ast = engine.compile_with_scope(scope, &cell.source)?;
-    *functions = functions.merge(&ast.clone_functions_only());
-    let program = functions.merge(&ast);
-    engine.eval_ast_with_scope::<Dynamic>(scope, &program)
 }
 
 /// `FILE:LINE:COL: message` with the line counted in the notebook file.

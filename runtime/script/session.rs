@@ -1,0 +1,149 @@
+//! One scripting session, shared by every front end (the REPL, `saelab run`,
+//! notebooks; a Jupyter kernel later): the engine, the variables, the
+//! functions defined so far and the modules imported so far (evcxr keeps
+//! one `EvalContext` behind its REPL and its kernel the same way).
+use crate::script::{new_engine, EngineOptions};
+use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Position, Scope, AST};
+
+pub struct Session {
+    engine: Engine,
+    scope: Scope<'static>,
+    /// Functions defined so far, merged into every later evaluation.
+    functions: AST,
+    /// `import` statements so far, replayed before every later evaluation
+    /// (Rhai's imports otherwise end with the evaluation that made them).
+    imports: AST,
+}
+
+impl Session {
+    pub fn new(options: EngineOptions) -> Self {
+        Self::with_engine(new_engine(options))
+    }
+
+    pub fn with_engine(engine: Engine) -> Self {
+        Session {
+            engine,
+            scope: Scope::new(),
+            functions: AST::empty(),
+            imports: AST::empty(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The variables defined so far.
+    pub fn scope(&self) -> &Scope<'static> {
+        &self.scope
+    }
+
+    /// To define variables before a script runs (`--set`).
+    pub fn scope_mut(&mut self) -> &mut Scope<'static> {
+        &mut self.scope
+    }
+
+    /// Compiles and runs `text` against the session: it sees every variable,
+    /// function and import defined before, and what it defines stays for
+    /// later inputs (functions even when it fails, imports when it succeeds).
+    /// `source` names the text in error positions.
+    pub fn eval(
+        &mut self,
+        text: &str,
+        source: Option<&str>,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let mut ast = self.engine.compile_with_scope(&self.scope, text)?;
+        if let Some(source) = source {
+            ast.set_source(source);
+        }
+        let imports = self.import_statements(text);
+        let program = self.imports.merge(&self.functions).merge(&ast);
+        let result = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &program);
+        self.functions = self.functions.merge(&ast.clone_functions_only());
+        if result.is_ok() {
+            if let Some(imports) = imports {
+                self.imports = self.imports.merge(&imports);
+            }
+        }
+        result
+    }
+
+    /// The `import ... as ...;` lines of an input, compiled on their own.
+    fn import_statements(&self, text: &str) -> Option<AST> {
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("import ") && l.contains(" as "))
+            .collect();
+        if lines.is_empty() {
+            return None;
+        }
+        self.engine.compile(lines.join("\n")).ok()
+    }
+}
+
+/// Whether `input` can be evaluated as it stands, asked of Rhai's parser
+/// (evcxr's way): it is incomplete when the parser ran out of text — an
+/// open block, string or bracket, or an expression cut after an operator.
+/// Any other error is complete: evaluating it reports the error.
+pub fn is_complete(engine: &Engine, input: &str) -> bool {
+    let end = end_position(input);
+    match engine.compile(input) {
+        Ok(_) => true,
+        Err(err) => {
+            let at_end = err.position().is_none() || err.position() >= end;
+            !(matches!(err.err_type(), ParseErrorType::UnexpectedEOF)
+                || (at_end && matches!(err.err_type(), ParseErrorType::MissingToken(..)))
+                || unterminated_string(err.err_type()))
+        }
+    }
+}
+
+fn unterminated_string(err: &ParseErrorType) -> bool {
+    matches!(err, ParseErrorType::BadInput(token) if token.to_string().contains("Open string"))
+}
+
+/// The position just past the last character of `input`.
+fn end_position(input: &str) -> Position {
+    let lines = input.split('\n').count().max(1);
+    let last = input.rsplit('\n').next().unwrap_or("");
+    Position::new(lines as u16, last.chars().count().max(1) as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_blocks_strings_and_dangling_operators_continue() {
+        let engine = new_engine(EngineOptions::default());
+        assert!(!is_complete(&engine, "fn f(x) {\n"));
+        assert!(!is_complete(&engine, "let y = 1 +\n"));
+        assert!(!is_complete(&engine, "let s = \"unterminated\n"));
+        assert!(!is_complete(&engine, "let a = [1, 2,\n"));
+        assert!(is_complete(&engine, "let x = [1, 2, 3];\n"));
+        assert!(is_complete(&engine, "// a comment with { brace\n"));
+        assert!(is_complete(&engine, "let s = \"a } in a string\";"));
+        // A mistake in the middle is complete: evaluating it shows the error.
+        assert!(is_complete(&engine, "let = 3;\nlet y = 2;"));
+    }
+
+    #[test]
+    fn variables_functions_and_imports_outlive_the_input_that_made_them() {
+        let mut session = Session::new(EngineOptions::default());
+        let defined = session.eval(
+            "import \"stats\" as st;\nlet x = 2;\nfn double(v) { v * 2 }",
+            None,
+        );
+        assert!(defined.is_ok(), "{defined:?}");
+        let value = session.eval("double(x)", None).unwrap();
+        assert_eq!(value.as_int().unwrap(), 4);
+        // The module imported earlier is still there.
+        assert!(session.eval("st::mean([1.0, 3.0])", None).is_ok());
+        // A failed input keeps the session usable.
+        assert!(session.eval("undefined_function()", None).is_err());
+        assert_eq!(session.eval("x + 1", None).unwrap().as_int().unwrap(), 3);
+    }
+}
