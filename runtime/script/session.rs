@@ -1,7 +1,9 @@
 //! One scripting session, shared by every front end (the REPL, `saelab run`,
 //! notebooks; a Jupyter kernel later): the engine, the variables, the
-//! functions defined so far and the modules imported so far (evcxr keeps
+//! functions defined so far, the modules imported so far, and capturing
+//! what an input prints (evcxr keeps
 //! one `EvalContext` behind its REPL and its kernel the same way).
+use crate::script::console::{self, Captured};
 use crate::script::{new_engine, EngineOptions};
 use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Position, Scope, AST};
 
@@ -68,6 +70,18 @@ impl Session {
             }
         }
         result
+    }
+
+    /// `eval` with everything the input prints, tables and figures it
+    /// saves collected instead of shown (a notebook cell, a kernel's reply).
+    pub fn eval_captured(
+        &mut self,
+        text: &str,
+        source: Option<&str>,
+    ) -> (Result<Dynamic, Box<EvalAltResult>>, Vec<Captured>) {
+        console::start_capture();
+        let result = self.eval(text, source);
+        (result, console::take_capture())
     }
 
     /// The `import ... as ...;` lines of an input, compiled on their own.

@@ -8,7 +8,7 @@ use crate::run::{apply_settings, session_for};
 use cells::{split_cells, Cell, CellKind};
 use render::{CellReport, CellStatus, Output, Report};
 use saelab::core::interrupt;
-use saelab::script::console::{self, Captured};
+use saelab::script::console::Captured;
 use saelab::script::display::format_value;
 use saelab::script::{describe_error, error_location, Session};
 use std::path::{Path, PathBuf};
@@ -100,10 +100,9 @@ pub fn execute(file: &Path, text: &str, session: &mut Session) -> Report {
 
 fn run_cell(session: &mut Session, file: &Path, cell: Cell) -> CellReport {
     interrupt::clear();
-    console::start_capture();
     let started = Instant::now();
-    let result = session.eval(&cell.source, None);
-    let mut outputs: Vec<Output> = console::take_capture().into_iter().map(output_of).collect();
+    let (result, captured) = session.eval_captured(&cell.source, None);
+    let mut outputs: Vec<Output> = captured.into_iter().map(output_of).collect();
     let status = match result {
         Ok(value) => {
             if !value.is_unit() {
