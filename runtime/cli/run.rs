@@ -18,7 +18,9 @@ pub fn run_script(file: &Path, settings: &[String]) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             report_error(file, &err);
-            if matches!(*err, EvalAltResult::ErrorTerminated(..)) {
+            let interrupted = matches!(*err, EvalAltResult::ErrorTerminated(..))
+                || saelab::core::interrupt::requested();
+            if interrupted {
                 ExitCode::from(EXIT_INTERRUPTED)
             } else {
                 ExitCode::FAILURE

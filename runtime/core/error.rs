@@ -2,8 +2,9 @@
 //! failure as a value with a readable message.
 use std::path::PathBuf;
 
+/// What went wrong, for callers that act on the kind of failure.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum ErrorKind {
     /// An error raised inside libtorch (shape mismatch, bad index, ...).
     #[error("{}", torch_message(.0))]
     Torch(#[from] tch::TchError),
@@ -33,18 +34,87 @@ pub enum Error {
     Interrupted,
 }
 
+/// A core error: its kind, and its message rendered once. The message makes
+/// it `AsRef<str>`, which is all a front end needs to show it (rhai turns any
+/// `AsRef<str>` into a script error), so the core needs no scripting types.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
-        Error::Invalid(message.into())
+        ErrorKind::Invalid(message.into()).into()
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
+        ErrorKind::Io {
             path: path.into(),
             source,
         }
+        .into()
+    }
+
+    pub fn interrupted() -> Self {
+        ErrorKind::Interrupted.into()
+    }
+
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// A Ctrl-C, which callers pass on rather than record as a failure.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self.kind, ErrorKind::Interrupted)
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Self {
+        Error {
+            message: kind.to_string(),
+            kind,
+        }
+    }
+}
+
+/// Every error a core function meets converts through its kind.
+macro_rules! from_kind {
+    ($($source:ty),*) => {$(
+        impl From<$source> for Error {
+            fn from(err: $source) -> Self {
+                ErrorKind::from(err).into()
+            }
+        }
+    )*};
+}
+
+from_kind!(
+    tch::TchError,
+    crate::core::model::GgufError,
+    crate::core::model::TokenizerError,
+    crate::core::scaling::FitError,
+    crate::core::plot::PlotError
+);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
+}
+
+impl AsRef<str> for Error {
+    fn as_ref(&self) -> &str {
+        &self.message
     }
 }
 

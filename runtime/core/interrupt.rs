@@ -32,10 +32,12 @@ pub fn request() {
     REQUESTED.store(true, Ordering::SeqCst);
 }
 
-/// `Err(Interrupted)` once Ctrl-C was pressed; call it between steps of long loops.
+/// `Err(Interrupted)` once Ctrl-C was pressed; call it between steps of long
+/// loops. The request stays until `clear`, so everything running stops —
+/// the script around a native loop too, even one that catches the error.
 pub fn check() -> crate::core::Result<()> {
-    if REQUESTED.swap(false, Ordering::SeqCst) {
-        Err(crate::core::Error::Interrupted)
+    if requested() {
+        Err(crate::core::Error::interrupted())
     } else {
         Ok(())
     }

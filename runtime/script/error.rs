@@ -6,19 +6,11 @@ use std::path::Path;
 
 pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 
-impl From<crate::core::Error> for Box<EvalAltResult> {
-    fn from(err: crate::core::Error) -> Self {
-        match err {
-            // Termination is what Rhai itself uses for on_progress, so an
-            // interrupted native loop looks the same as an interrupted script.
-            crate::core::Error::Interrupted => Box::new(EvalAltResult::ErrorTerminated(
-                "interrupted".into(),
-                Position::NONE,
-            )),
-            other => runtime_error(other.to_string()),
-        }
-    }
-}
+// A core error reaches scripts through rhai's own `From<T: AsRef<str>>`:
+// it carries its message (see `core::error`), so `?` on a core result in a
+// native function gives a runtime error at the call's position. A Ctrl-C
+// inside a native loop leaves the interrupt requested, so the engine's
+// `on_progress` ends the script as it ends an interrupted script.
 
 /// A plain runtime error; Rhai attaches the call's position.
 pub fn runtime_error(message: impl Into<String>) -> Box<EvalAltResult> {

@@ -92,7 +92,7 @@ pub fn lr_sweep(
                 report: Some(report),
                 error: None,
             }),
-            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(err) if err.is_interrupted() => return Err(err),
             Err(err) => points.push(SweepPoint {
                 lr,
                 report: None,
