@@ -38,7 +38,7 @@ demo: build
 # The test suite includes a check of the CUDA build (tests/cuda_build.rs),
 # so it builds that first; no GPU is needed for either.
 test: setup build-cuda
-	cargo test --release --no-fail-fast
+	cargo test --release --workspace --no-fail-fast
 
 # The Python peer of the benchmarks: the venv `make peer-venv` creates when it
 # exists, else python3; override with `make bench PYTHON=...`. Without torch

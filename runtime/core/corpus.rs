@@ -13,8 +13,8 @@
 //! continues in the next window.
 // The tokenizer, not the model: the model reads windows, so the corpus
 // sits between the two (core::data_flow keeps it so).
-use crate::core::model::tokenizer::Tokenizer;
-use crate::core::{Error, Result};
+use crate::model::tokenizer::Tokenizer;
+use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// How the documents of a corpus are read.

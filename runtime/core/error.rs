@@ -19,16 +19,16 @@ pub enum ErrorKind {
     },
     /// A model file that cannot be read (truncated, corrupt, unsupported type).
     #[error("{0}")]
-    Gguf(#[from] crate::core::model::GgufError),
+    Gguf(#[from] crate::model::GgufError),
     /// A tokenizer that cannot be built from a model's metadata, or bad ids.
     #[error("{0}")]
-    Tokenizer(#[from] crate::core::model::TokenizerError),
+    Tokenizer(#[from] crate::model::TokenizerError),
     /// A scaling-law fit that cannot be made (too few points, bad options, ...).
     #[error("{0}")]
-    Fit(#[from] crate::core::scaling::FitError),
+    Fit(#[from] crate::scaling::FitError),
     /// A figure that cannot be drawn or saved.
     #[error("{0}")]
-    Plot(#[from] crate::core::plot::PlotError),
+    Plot(#[from] crate::plot::PlotError),
     /// A long computation stopped by Ctrl-C.
     #[error("interrupted")]
     Interrupted,
@@ -94,10 +94,10 @@ macro_rules! from_kind {
 
 from_kind!(
     tch::TchError,
-    crate::core::model::GgufError,
-    crate::core::model::TokenizerError,
-    crate::core::scaling::FitError,
-    crate::core::plot::PlotError
+    crate::model::GgufError,
+    crate::model::TokenizerError,
+    crate::scaling::FitError,
+    crate::plot::PlotError
 );
 
 impl std::fmt::Display for Error {

@@ -3,7 +3,7 @@
 //! one filesystem), is flushed to disk, then renamed over the target.
 //! Staging files a killed process leaves behind are found by name and
 //! removed by [`remove_staging_files`].
-use crate::core::{Error, Result};
+use crate::{Error, Result};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 

@@ -35,9 +35,9 @@ pub fn request() {
 /// `Err(Interrupted)` once Ctrl-C was pressed; call it between steps of long
 /// loops. The request stays until `clear`, so everything running stops —
 /// the script around a native loop too, even one that catches the error.
-pub fn check() -> crate::core::Result<()> {
+pub fn check() -> crate::Result<()> {
     if requested() {
-        Err(crate::core::Error::interrupted())
+        Err(crate::Error::interrupted())
     } else {
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Optimisers over free-standing tensors, backed by libtorch's own Adam and
 //! SGD (tch's `COptimizer`), plus global gradient-norm clipping.
-use crate::core::{Error, Result, Tensor};
+use crate::{Error, Result, Tensor};
 use tch::COptimizer;
 
 /// Settings for Adam; the defaults are PyTorch's (and the paper's: no weight decay).

@@ -1,5 +1,5 @@
 //! Numeric precision of the heavy work, one name everywhere: "f32", "tf32", "bf16".
-use crate::core::{Error, Result};
+use crate::{Error, Result};
 use tch::Kind;
 
 /// How matrix work is computed. Weights and optimiser state stay f32.
@@ -48,8 +48,8 @@ impl Precision {
     }
 
     /// Turns TF32 on for as long as the guard lives when this precision asks for it.
-    pub fn matmul_guard(self) -> Option<crate::core::cuda::Tf32Guard> {
-        (self == Precision::Tf32).then(|| crate::core::cuda::Tf32Guard::new(true))
+    pub fn matmul_guard(self) -> Option<crate::cuda::Tf32Guard> {
+        (self == Precision::Tf32).then(|| crate::cuda::Tf32Guard::new(true))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The tensor handle shared by every layer: an `Rc` around a `tch::Tensor`
 //! (which is neither `Clone` nor `Sync`), plus dtype/device names and a
 //! torch-like printer. Only fallible `f_*` calls are made here.
-use crate::core::{Error, Result};
+use crate::{Error, Result};
 use std::fmt;
 use std::rc::Rc;
 use tch::{Device, Kind};
@@ -157,7 +157,7 @@ pub fn best_device() -> Device {
 
 impl fmt::Display for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match crate::core::tensor_format::render(self) {
+        match crate::tensor_format::render(self) {
             Ok(text) => f.write_str(&text),
             Err(err) => write!(f, "tensor(<unprintable: {err}>)"),
         }

@@ -1,7 +1,7 @@
 //! A torch-like printer: values for small tensors, the edges plus summary
 //! statistics for large ones, always with shape, dtype and device.
-use crate::core::tensor::{device_name, kind_name, Tensor};
-use crate::core::Result;
+use crate::tensor::{device_name, kind_name, Tensor};
+use crate::Result;
 use tch::Kind;
 
 /// Tensors with more elements than this are summarised.

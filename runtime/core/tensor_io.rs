@@ -1,6 +1,6 @@
 //! Named tensors on disk in the safetensors format. Writes go through
-//! [`crate::core::fs::write_atomic_with`], so a crash never leaves half a file.
-use crate::core::{Error, Result, Tensor};
+//! [`crate::fs::write_atomic_with`], so a crash never leaves half a file.
+use crate::{Error, Result, Tensor};
 use std::path::Path;
 
 /// Saves named tensors to `path` atomically.
@@ -9,7 +9,7 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
         .iter()
         .map(|(name, t)| Ok((name.as_str(), t.inner().f_detach()?.f_contiguous()?)))
         .collect::<Result<_>>()?;
-    crate::core::fs::write_atomic_with(path, |staging| {
+    crate::fs::write_atomic_with(path, |staging| {
         tch::Tensor::write_safetensors(&pairs, staging)
             .map_err(|e| Error::invalid(format!("cannot write {}: {}", path.display(), e)))
     })
@@ -27,7 +27,7 @@ pub fn load_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
         Error::invalid(format!(
             "{} is not a readable safetensors file: {}",
             path.display(),
-            crate::core::error::torch_message(&e)
+            crate::error::torch_message(&e)
         ))
     })?;
     Ok(tensors

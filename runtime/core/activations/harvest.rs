@@ -9,9 +9,9 @@
 use super::npy::Dtype;
 use super::pipeline::{self, InFlight, Landed, ShardFiles, ShardWriter};
 use super::store::{scale_for, Manifest, ShardInfo, Store, FORMAT};
-use crate::core::corpus::{Corpus, Window};
-use crate::core::model::{HookPoint, Hooks, Model, Site};
-use crate::core::{interrupt, progress, Error, Result};
+use crate::corpus::{Corpus, Window};
+use crate::model::{HookPoint, Hooks, Model, Site};
+use crate::{interrupt, progress, Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -89,7 +89,7 @@ pub fn harvest(model: &Model, corpus: &Corpus, options: &HarvestOptions) -> Resu
         Some(existing) => resume(existing, &fresh, out)?,
         None => fresh,
     };
-    crate::core::fs::remove_staging_files(out)?;
+    crate::fs::remove_staging_files(out)?;
     if manifest.rows < options.tokens {
         manifest.complete = false;
         run(model, corpus, options, &mut manifest)?;
@@ -554,7 +554,7 @@ mod tests {
         }
         std::fs::write(out.join("shard-00000.npy"), b"finished").unwrap();
         assert_eq!(std::fs::read_dir(out).unwrap().count(), 6);
-        crate::core::fs::remove_staging_files(out).unwrap();
+        crate::fs::remove_staging_files(out).unwrap();
         let left: Vec<_> = std::fs::read_dir(out)
             .unwrap()
             .map(|e| e.unwrap().file_name())

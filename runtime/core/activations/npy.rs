@@ -1,7 +1,7 @@
 //! NumPy's `.npy` format (NEP 1): a short text header, then raw
 //! little-endian data. Shards are written in it so NumPy can open them too,
 //! and read back memory-mapped, straight from the page cache.
-use crate::core::{Error, Result};
+use crate::{Error, Result};
 use memmap2::Mmap;
 use std::fs::File;
 use std::io::Write;
@@ -142,7 +142,7 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<Header> {
     })
 }
 
-/// Writes an array atomically ([`crate::core::fs::write_atomic_with`]), so a
+/// Writes an array atomically ([`crate::fs::write_atomic_with`]), so a
 /// crash leaves either the whole file or none of it.
 pub fn write(path: &Path, dtype: Dtype, shape: &[usize], data: &[u8]) -> Result<()> {
     let expected: usize = shape.iter().product::<usize>() * dtype.size();
@@ -153,7 +153,7 @@ pub fn write(path: &Path, dtype: Dtype, shape: &[usize], data: &[u8]) -> Result<
             data.len()
         )));
     }
-    crate::core::fs::write_atomic_with(path, |staging| {
+    crate::fs::write_atomic_with(path, |staging| {
         let io = |e| Error::io(staging, e);
         let mut file = File::create(staging).map_err(io)?;
         file.write_all(&header_bytes(dtype, shape)).map_err(io)?;
@@ -216,7 +216,7 @@ mod tests {
         assert_eq!(array.header.shape, [3, 2]);
         assert_eq!(array.header.data_offset % 64, 0);
         assert_eq!(array.row(1), &values[8..16]);
-        assert!(!crate::core::fs::staging_path(&path).exists());
+        assert!(!crate::fs::staging_path(&path).exists());
         // A header as numpy writes it for a 1-D int64 array.
         let mut numpy = b"\x93NUMPY\x01\x00".to_vec();
         let dict = "{'descr': '<i8', 'fortran_order': False, 'shape': (7,), }          \n";

@@ -11,9 +11,9 @@
 //!   whole shard or none of it.
 use super::npy::Dtype;
 use super::store::Manifest;
-use crate::core::corpus::{Corpus, Window};
-use crate::core::model::{Hooks, Logits, Model, Tokenizer};
-use crate::core::{Error, Result};
+use crate::corpus::{Corpus, Window};
+use crate::model::{Hooks, Logits, Model, Tokenizer};
+use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{Scope, ScopedJoinHandle};

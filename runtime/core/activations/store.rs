@@ -1,7 +1,7 @@
 //! The activation store on disk: a manifest and shards of `.npy` files,
 //! read memory-mapped, with shuffled batches drawn through a shuffle buffer.
 use super::npy::{Dtype, MappedArray};
-use crate::core::{Error, Result};
+use crate::{Error, Result};
 use half::f16;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -105,8 +105,8 @@ pub fn checked_scale_for(dim: usize, rows: usize, sum_squared_norm: f64) -> Resu
 
 impl Manifest {
     /// The model activation the store holds.
-    pub fn site(&self) -> Result<crate::core::model::Site> {
-        Ok(crate::core::model::Site {
+    pub fn site(&self) -> Result<crate::model::Site> {
+        Ok(crate::model::Site {
             layer: self.layer,
             point: self.hook.parse()?,
         })
@@ -146,7 +146,7 @@ impl Manifest {
     pub fn write(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::invalid(format!("cannot serialise the manifest: {e}")))?;
-        crate::core::fs::write_atomic(&dir.join(MANIFEST), &(text + "\n"))
+        crate::fs::write_atomic(&dir.join(MANIFEST), &(text + "\n"))
     }
 }
 
@@ -307,7 +307,7 @@ impl Store {
     }
 
     fn open_safetensors(path: &Path) -> Result<Self> {
-        let tensors = crate::core::tensor_io::load_tensors(path)?;
+        let tensors = crate::tensor_io::load_tensors(path)?;
         let pick = tensors
             .iter()
             .find(|(name, _)| name == "activations")
@@ -364,7 +364,7 @@ impl Store {
         manifest: Option<Manifest>,
     ) -> Result<Self> {
         let chunks = chunks_of(&source, len);
-        let seed = crate::core::rng::current_seed();
+        let seed = crate::rng::current_seed();
         Ok(Store {
             source,
             dim,
@@ -604,7 +604,7 @@ mod tests {
 
     #[test]
     fn a_tensor_store_scales_to_d_and_batches_cover_every_row() {
-        crate::core::rng::seed(1);
+        crate::rng::seed(1);
         let rows = Tensor::arange(40, (Kind::Float, tch::Device::Cpu)).reshape([10, 4]);
         let store = Store::from_tensor(&rows).unwrap();
         assert_eq!((store.len(), store.dim()), (10, 4));

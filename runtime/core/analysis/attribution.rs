@@ -9,9 +9,9 @@
 //! with a backward pass, and once more per ablation. Position 0 (the
 //! attention sink, which harvests and so our SAEs never see) is left as it
 //! is and explained by nothing; the error term holds the rest.
-use crate::core::model::{Edit, Hooks, Logits, Model, Site};
-use crate::core::sae::Sae;
-use crate::core::{Error, Result};
+use crate::model::{Edit, Hooks, Logits, Model, Site};
+use crate::sae::Sae;
+use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
 /// The first position explained by features (see `attribute`).
@@ -122,7 +122,7 @@ fn check(model: &Model, sae: &Sae, tokens: &[u32], options: &AttributionOptions)
         ));
     }
     let width = match options.site.point {
-        crate::core::model::HookPoint::Mlp => model.llama.config.d_mlp,
+        crate::model::HookPoint::Mlp => model.llama.config.d_mlp,
         _ => model.d_model(),
     };
     if sae.cfg.d_in != width as i64 {
@@ -212,7 +212,7 @@ fn ablation(
     options: &AttributionOptions,
     value: f64,
 ) -> Result<f64> {
-    crate::core::interrupt::check()?;
+    crate::interrupt::check()?;
     let _guard = tch::no_grad_guard();
     let positions = sequence[0].len() as i64;
     let direction = w_dec.f_get(row.feature)?.f_mul_scalar(-row.activation)?;

@@ -6,10 +6,10 @@
 //!
 //! so that only the clamped features change: with nothing clamped, or a
 //! feature clamped to its own value, the model computes exactly what it did.
-use crate::core::corpus::Corpus;
-use crate::core::model::{Hooks, Logits, Model, Site};
-use crate::core::sae::{ActivationSource, Sae};
-use crate::core::{Error, Result};
+use crate::corpus::Corpus;
+use crate::model::{Hooks, Logits, Model, Site};
+use crate::sae::{ActivationSource, Sae};
+use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
 /// Features and the values to hold them at.
@@ -126,7 +126,7 @@ pub fn max_activations(
     let mut maxima = Tensor::f_zeros([sae.cfg.n_features], (Kind::Float, sae.cfg.device))?;
     let mut seen = 0;
     while seen < limit {
-        crate::core::interrupt::check()?;
+        crate::interrupt::check()?;
         let n = (limit - seen).min(4096);
         let f = sae.encode(&source.next_batch(n as i64)?)?;
         maxima = maxima.f_maximum(&f.f_amax([0i64].as_slice(), false)?)?;

@@ -1,7 +1,7 @@
 //! What a forward pass runs on: token batches (padded left or right, with a
 //! mask of real tokens) and the KV cache that lets generation feed one token
 //! per step.
-use crate::core::{Error, Result};
+use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
 /// Token ids `[batch, T]` and which of them are real (`None`: all are).

@@ -1,10 +1,10 @@
 //! Text generation: greedy decoding or temperature / top-p sampling with a
 //! seed, over a KV cache, with the same hooks as a forward pass (steering
 //! edits apply at every step), and chat prompts through the model's template.
-use crate::core::interrupt;
-use crate::core::model::hooks::Hooks;
-use crate::core::model::llama::{Batch, KvCache, Llama, Logits};
-use crate::core::{Error, Result};
+use crate::interrupt;
+use crate::model::hooks::Hooks;
+use crate::model::llama::{Batch, KvCache, Llama, Logits};
+use crate::{Error, Result};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tch::Kind;

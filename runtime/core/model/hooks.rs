@@ -8,7 +8,7 @@
 //! reconstruction ([`Edit::Map`]); steering adds a feature direction
 //! ([`Edit::Add`]); both work during generation too, where each step edits
 //! only the new positions.
-use crate::core::{Error, Result};
+use crate::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
 use tch::Tensor;

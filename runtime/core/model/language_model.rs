@@ -1,12 +1,12 @@
 //! A language model ready for text: llama weights and the tokenizer, both
 //! read from one GGUF file. This is what scripts hold as `Model`.
-use crate::core::corpus::Window;
-use crate::core::model::generate::{chat_prompt, generate_ids, GenerateOptions};
-use crate::core::model::gguf::GgufFile;
-use crate::core::model::hooks::{Hooks, Site};
-use crate::core::model::llama::{Batch, Forward, Llama, Logits, Padding};
-use crate::core::model::tokenizer::Tokenizer;
-use crate::core::{Error, Result};
+use crate::corpus::Window;
+use crate::model::generate::{chat_prompt, generate_ids, GenerateOptions};
+use crate::model::gguf::GgufFile;
+use crate::model::hooks::{Hooks, Site};
+use crate::model::llama::{Batch, Forward, Llama, Logits, Padding};
+use crate::model::tokenizer::Tokenizer;
+use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
@@ -257,7 +257,7 @@ pub fn perplexity(
     let mut windows = windows;
     let (mut nll, mut predicted) = (0.0f64, 0usize);
     while predicted < max_tokens {
-        crate::core::interrupt::check()?;
+        crate::interrupt::check()?;
         let batch = windows
             .by_ref()
             .take(batch_size.max(1))

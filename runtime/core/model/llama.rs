@@ -7,12 +7,12 @@
 //! `forward`, as in candle's `models/llama.rs`. The maths matches Hugging
 //! Face's `modeling_llama.py`, which the reference fixture in
 //! `tests/fixtures/model/` was produced with.
-use crate::core::model::batch::LayerCache;
-use crate::core::model::batch::{causal_mask, Pending};
-pub use crate::core::model::batch::{Batch, KvCache, Padding};
-use crate::core::model::gguf::GgufFile;
-use crate::core::model::hooks::{Hooks, Site};
-use crate::core::{Error, Result};
+use crate::model::batch::LayerCache;
+use crate::model::batch::{causal_mask, Pending};
+pub use crate::model::batch::{Batch, KvCache, Padding};
+use crate::model::gguf::GgufFile;
+use crate::model::hooks::{Hooks, Site};
+use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
 /// Hyper-parameters, read from the GGUF metadata under `llama.*`.

@@ -3,9 +3,9 @@
 //! Agreement with an independent implementation on the real SmolLM2 is
 //! pinned in `tests/model.rs`.
 use super::*;
-use crate::core::model::gguf::testing::{GgufWriter, Lcg};
-use crate::core::model::gguf::{GgmlType, MetadataValue as V};
-use crate::core::model::hooks::Edit;
+use crate::model::gguf::testing::{GgufWriter, Lcg};
+use crate::model::gguf::{GgmlType, MetadataValue as V};
+use crate::model::hooks::Edit;
 
 const D: usize = 16;
 const HEADS: usize = 4;

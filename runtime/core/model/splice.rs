@@ -8,8 +8,8 @@
 use super::hooks::{Edit, Hooks, Site};
 use super::language_model::Model;
 use super::llama::Logits;
-use crate::core::corpus::Window;
-use crate::core::{interrupt, Error, Result};
+use crate::corpus::Window;
+use crate::{interrupt, Error, Result};
 use tch::{Kind, Tensor};
 
 /// Token ids and which positions to replace.

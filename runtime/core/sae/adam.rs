@@ -5,7 +5,7 @@
 //!
 //!   m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,
 //!   p ← p − lr·(m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε).
-use crate::core::{Error, Result, Tensor};
+use crate::{Error, Result, Tensor};
 
 pub struct Adam {
     params: Vec<(String, Tensor)>,
@@ -158,7 +158,7 @@ mod tests {
         let (mine, theirs) = (make(), make());
         let mut adam = Adam::new(vec![("p".into(), mine.clone())], (0.9, 0.999), 1e-8).unwrap();
         let reference =
-            crate::core::optim::Optimizer::adam(vec![theirs.clone()], Default::default()).unwrap();
+            crate::optim::Optimizer::adam(vec![theirs.clone()], Default::default()).unwrap();
         for _ in 0..20 {
             for p in [&mine, &theirs] {
                 let mut g = p.inner().grad();

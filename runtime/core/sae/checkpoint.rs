@@ -17,9 +17,9 @@
 //!
 //! Every file is written to a temporary name and renamed into place.
 use super::{canonical_architecture, Sae, SaeConfig, SaeMetadata};
-use crate::core::fs::{staging_path, write_atomic};
-use crate::core::tensor_io::{load_tensors, save_tensors};
-use crate::core::{Error, Result, Tensor};
+use crate::fs::{staging_path, write_atomic};
+use crate::tensor_io::{load_tensors, save_tensors};
+use crate::{Error, Result, Tensor};
 use serde_json::{json, Map, Value};
 use std::path::Path;
 use tch::Kind;
@@ -73,7 +73,7 @@ pub fn saelens_cfg(sae: &Sae) -> Value {
         "d_in": cfg.d_in,
         "d_sae": cfg.n_features,
         "dtype": "float32",
-        "device": crate::core::tensor::device_name(cfg.device),
+        "device": crate::tensor::device_name(cfg.device),
         "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
         "normalize_activations": "none",
         "reshape_activations": "none",
@@ -339,7 +339,7 @@ pub fn latest_checkpoint(root: &Path) -> Result<Option<std::path::PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::sae::{LossOptions, Sae, SaeConfig};
+    use crate::sae::{LossOptions, Sae, SaeConfig};
 
     fn same(a: &Tensor, b: &Tensor) -> bool {
         a.shape() == b.shape() && a.inner().equal(b.inner())
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn save_then_load_round_trips_exactly() {
-        crate::core::rng::seed(5);
+        crate::rng::seed(5);
         let dir = tempfile::tempdir().unwrap();
         for arch in ["relu", "topk", "jumprelu"] {
             let mut cfg = SaeConfig::new(arch, 6, 10).unwrap();
@@ -386,7 +386,7 @@ mod tests {
 
     #[test]
     fn folding_the_scale_gives_an_sae_for_raw_inputs() {
-        crate::core::rng::seed(6);
+        crate::rng::seed(6);
         let sae = Sae::new(SaeConfig::new("relu", 4, 8).unwrap()).unwrap();
         let s = 3.0;
         let x = tch::Tensor::randn([5, 4], (Kind::Float, tch::Device::Cpu));
@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn missing_and_misshapen_tensors_are_named() {
-        crate::core::rng::seed(7);
+        crate::rng::seed(7);
         let dir = tempfile::tempdir().unwrap();
         let sae = Sae::new(SaeConfig::new("relu", 4, 8).unwrap()).unwrap();
         save(&sae, dir.path(), 1.0, None).unwrap();

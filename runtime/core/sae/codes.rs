@@ -2,7 +2,7 @@
 //! active features of each token — and the decoder that turns either back
 //! into activations.
 use super::Weights;
-use crate::core::Result;
+use crate::Result;
 use tch::Kind;
 
 /// Feature activations, dense or as the k active ones per token.
@@ -138,11 +138,11 @@ pub struct Encoded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::sae::{Sae, SaeConfig};
+    use crate::sae::{Sae, SaeConfig};
 
     #[test]
     fn bf16_sparse_codes_decode_like_f32_and_pass_gradients() {
-        crate::core::rng::seed(3);
+        crate::rng::seed(3);
         let sae = Sae::new(SaeConfig::new("topk", 8, 32).unwrap()).unwrap();
         let values = tch::Tensor::f_rand([5, 4], (Kind::Float, tch::Device::Cpu)).unwrap();
         let indices = tch::Tensor::f_randint(32, [5, 4], (Kind::Int64, tch::Device::Cpu)).unwrap();

@@ -2,8 +2,8 @@
 //! comes from, the λ warm-up and learning-rate schedules, and what a run
 //! reports (one history entry every `log_every` steps).
 use super::init::DecoderBiasInit;
-use crate::core::precision::Precision;
-use crate::core::{Error, Result};
+use crate::precision::Precision;
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -240,7 +240,7 @@ pub fn write_csv(path: &std::path::Path, history: &[HistoryRecord]) -> Result<()
         text.push_str(&record.csv_row());
         text.push('\n');
     }
-    crate::core::fs::write_atomic(path, &text)
+    crate::fs::write_atomic(path, &text)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Data-dependent initialisation of the decoder bias. The April 2024 update
 //! starts every bias at zero; Gao et al. (TopK) and SAELens start b_dec at the
 //! geometric median of a sample, which centres the data robustly.
-use crate::core::{Error, Result};
+use crate::{Error, Result};
 use tch::Kind;
 
 /// How b_dec starts.

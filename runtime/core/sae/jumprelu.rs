@@ -8,7 +8,7 @@
 //! (bars: detached), whose value is unchanged and whose θ-gradient is g.
 //! θ is stored as log θ so it stays positive.
 use super::{Architecture, Codes, Encoded, SaeConfig, Weights};
-use crate::core::{Error, Result};
+use crate::{Error, Result};
 use tch::Kind;
 
 pub struct JumpRelu {
@@ -104,7 +104,7 @@ impl Architecture for JumpRelu {
 
 #[cfg(test)]
 mod tests {
-    use crate::core::sae::{LossOptions, Sae, SaeConfig};
+    use crate::sae::{LossOptions, Sae, SaeConfig};
     use tch::Kind;
 
     #[test]

@@ -3,7 +3,7 @@
 //! histogram (log10 firing frequency), and — given a model — the CE loss
 //! recovered when the SAE's reconstruction replaces the activations.
 use super::{ActivationSource, Forward, LossOptions, Sae};
-use crate::core::{interrupt, Error, Result};
+use crate::{interrupt, Error, Result};
 use tch::Kind;
 
 /// 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖² over a batch (x̄: the batch mean).
@@ -295,7 +295,7 @@ pub fn ce_loss_recovered(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::sae::{SaeConfig, TensorSource};
+    use crate::sae::{SaeConfig, TensorSource};
 
     #[test]
     fn histogram_bins_log10_frequencies_and_skips_dead_features() {
@@ -319,7 +319,7 @@ mod tests {
 
     #[test]
     fn evaluation_counts_dead_features_and_agrees_with_one_batch() {
-        crate::core::rng::seed(1);
+        crate::rng::seed(1);
         let sae = Sae::new(SaeConfig::new("relu", 4, 8).unwrap()).unwrap();
         let x = tch::Tensor::randn([32, 4], (Kind::Float, tch::Device::Cpu));
         let mut source = TensorSource::new(&x, 0, false).unwrap();
@@ -345,7 +345,7 @@ mod tests {
 
     #[test]
     fn ce_loss_recovered_is_the_fraction_of_the_gap_closed() {
-        crate::core::rng::seed(2);
+        crate::rng::seed(2);
         let sae = Sae::new(SaeConfig::new("relu", 4, 8).unwrap()).unwrap();
         let x = tch::Tensor::randn([3, 4], (Kind::Float, tch::Device::Cpu));
         // A stand-in "model" whose loss is the distance from the clean activations.

@@ -10,8 +10,8 @@
 //! `nn.Linear`'s weight — because TopK gathers whole rows of it; the
 //! checkpoint transposes it to SAELens's [d_in, d_sae]. `W_dec` is
 //! [n_features, d_in]: its rows are the feature directions.
-use crate::core::precision::Precision;
-use crate::core::{Error, Result, Tensor};
+use crate::precision::Precision;
+use crate::{Error, Result, Tensor};
 use tch::{Device, Kind};
 
 pub mod adam;

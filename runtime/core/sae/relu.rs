@@ -4,7 +4,7 @@
 //! Σᵢ fᵢ·‖W_dec,i‖ — so shrinking the decoder cannot buy a smaller penalty.
 //! SAELens calls this architecture "standard".
 use super::{Architecture, Codes, Encoded, SaeConfig, Weights};
-use crate::core::Result;
+use crate::Result;
 use tch::Kind;
 
 pub struct Relu {
@@ -47,7 +47,7 @@ impl Architecture for Relu {
 
 #[cfg(test)]
 mod tests {
-    use crate::core::sae::{LossOptions, Sae, SaeConfig};
+    use crate::sae::{LossOptions, Sae, SaeConfig};
     use tch::Kind;
 
     fn tensor(values: &[f64], shape: &[i64]) -> tch::Tensor {

@@ -11,7 +11,7 @@
 //! its neighbours.
 use super::adam::Adam;
 use super::{LossOptions, Sae};
-use crate::core::Result;
+use crate::Result;
 use rand::rngs::StdRng;
 use rand::RngExt;
 use tch::Kind;
@@ -111,7 +111,7 @@ fn weighted_pick(weights: &[f64], rng: &mut StdRng) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::sae::SaeConfig;
+    use crate::sae::SaeConfig;
     use rand::SeedableRng;
 
     #[test]
@@ -127,9 +127,9 @@ mod tests {
 
     #[test]
     fn dead_rows_point_at_inputs_and_live_rows_stay() {
-        crate::core::rng::seed(3);
+        crate::rng::seed(3);
         let sae = Sae::new(SaeConfig::new("relu", 4, 6).unwrap()).unwrap();
-        let before = crate::core::sae::deep_copy(sae.weights.w_dec.inner()).unwrap();
+        let before = crate::sae::deep_copy(sae.weights.w_dec.inner()).unwrap();
         let mut adam = Adam::new(
             sae.weights
                 .named()

@@ -1,9 +1,9 @@
 //! Where training activations come from. The trainer only needs batches, the
 //! width, the paper's scaling factor and a position it can return to after a
 //! restart; a tensor in memory and the on-disk activation store provide them.
-use crate::core::activations::store::checked_scale_for;
-use crate::core::activations::{Shuffle, Store};
-use crate::core::{Error, Result};
+use crate::activations::store::checked_scale_for;
+use crate::activations::{Shuffle, Store};
+use crate::{Error, Result};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -341,7 +341,7 @@ mod tests {
 
     /// A harvest-layout store folder holding `x`, `shard_rows` rows per shard.
     fn write_store(dir: &std::path::Path, x: &tch::Tensor, shard_rows: usize) -> Store {
-        use crate::core::activations::{npy, store::ShardInfo, Dtype, Manifest};
+        use crate::activations::{npy, store::ShardInfo, Dtype, Manifest};
         let (rows, dim) = (x.size()[0] as usize, x.size()[1] as usize);
         let mut shards = Vec::new();
         for (i, start) in (0..rows).step_by(shard_rows).enumerate() {
@@ -366,7 +366,7 @@ mod tests {
         }
         let sum_squared_norm: f64 = shards.iter().map(|s| s.sum_squared_norm).sum();
         Manifest {
-            format: crate::core::activations::store::FORMAT,
+            format: crate::activations::store::FORMAT,
             model: "synthetic".into(),
             layer: 0,
             hook: "resid_pre".into(),
@@ -380,7 +380,7 @@ mod tests {
             partial_rows: 0,
             rows,
             sum_squared_norm,
-            scale: crate::core::activations::store::scale_for(dim, rows, sum_squared_norm),
+            scale: crate::activations::store::scale_for(dim, rows, sum_squared_norm),
             max_norm_ratio: None,
             dropped_rows: 0,
             complete: true,
@@ -440,8 +440,8 @@ mod tests {
 
     #[test]
     fn a_sharded_store_trains_as_well_as_the_tensor() {
-        use crate::core::sae::{synthetic, trainer, Sae, SaeConfig};
-        crate::core::rng::seed(21);
+        use crate::sae::{synthetic, trainer, Sae, SaeConfig};
+        crate::rng::seed(21);
         let toy = synthetic::superposition(256, 32, 3.0, 16384).unwrap();
         let mut cfg = SaeConfig::new("topk", 32, 512).unwrap();
         cfg.k = 3;
@@ -464,7 +464,7 @@ mod tests {
             let mut sae = template.duplicate().unwrap();
             let report = trainer::train(&mut sae, source.as_mut(), train_cfg.clone()).unwrap();
             let mut all = StoreSource::new(store.clone(), 0, false).unwrap();
-            let eval = crate::core::sae::metrics::evaluate(&sae, &mut all, 0, 4096).unwrap();
+            let eval = crate::sae::metrics::evaluate(&sae, &mut all, 0, 4096).unwrap();
             let recovery =
                 synthetic::mean_max_cosine_similarity(&toy.directions, sae.weights.w_dec.inner())
                     .unwrap();

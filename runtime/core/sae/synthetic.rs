@@ -1,7 +1,7 @@
 //! Data with known ground truth for checking that an SAE finds features:
 //! sparse non-negative combinations of more unit directions than dimensions
 //! (the toy setting of *Toy Models of Superposition*, Elhage et al. 2022).
-use crate::core::{Error, Result};
+use crate::{Error, Result};
 use tch::{Device, Kind};
 
 /// Activations and the directions they were built from.
@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn the_true_directions_recover_themselves() {
-        crate::core::rng::seed(0);
+        crate::rng::seed(0);
         let data = superposition(32, 8, 3.0, 1000).unwrap();
         assert_eq!(data.activations.size(), vec![1000, 8]);
         let score = mean_max_cosine_similarity(&data.directions, &data.directions).unwrap();

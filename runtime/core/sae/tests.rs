@@ -3,7 +3,7 @@ use super::*;
 
 #[test]
 fn initialisation_follows_the_april_update() {
-    crate::core::rng::seed(0);
+    crate::rng::seed(0);
     let sae = Sae::new(SaeConfig::new("relu", 16, 32).unwrap()).unwrap();
     let w = &sae.weights;
     let norms = Vec::<f64>::try_from(w.decoder_norms().unwrap().to_kind(Kind::Double)).unwrap();
@@ -26,9 +26,9 @@ fn initialisation_follows_the_april_update() {
 
 #[test]
 fn a_seed_repeats_the_initialisation() {
-    crate::core::rng::seed(9);
+    crate::rng::seed(9);
     let a = Sae::new(SaeConfig::new("topk", 8, 16).unwrap()).unwrap();
-    crate::core::rng::seed(9);
+    crate::rng::seed(9);
     let b = Sae::new(SaeConfig::new("topk", 8, 16).unwrap()).unwrap();
     assert!(a.weights.w_dec.inner().equal(b.weights.w_dec.inner()));
 }
@@ -60,7 +60,7 @@ fn the_registry_knows_saelens_names() {
 
 #[test]
 fn folding_and_unfolding_the_scale_round_trips() {
-    crate::core::rng::seed(4);
+    crate::rng::seed(4);
     let sae = Sae::new(SaeConfig::new("relu", 8, 16).unwrap()).unwrap();
     let before = deep_copy(sae.weights.w_dec.inner()).unwrap();
     sae.fold_input_scale(4.0).unwrap();

@@ -12,7 +12,7 @@
 //! backward when there are few features per active one, so small SAEs keep
 //! the dense encoder (with gradients) and only decode sparsely.
 use super::{Architecture, Codes, Encoded, SaeConfig, Weights};
-use crate::core::{Error, Result};
+use crate::{Error, Result};
 use tch::Kind;
 
 /// From this many features per active feature up, the winners are
@@ -180,7 +180,7 @@ impl Architecture for TopK {
 
 #[cfg(test)]
 mod tests {
-    use crate::core::sae::{LossOptions, Sae, SaeConfig};
+    use crate::sae::{LossOptions, Sae, SaeConfig};
     use tch::Kind;
 
     fn tiny(k: i64) -> Sae {
@@ -256,7 +256,7 @@ mod tests {
             let grads: Vec<tch::Tensor> = sae
                 .parameters()
                 .iter()
-                .map(|p| crate::core::sae::deep_copy(&p.inner().grad()).unwrap())
+                .map(|p| crate::sae::deep_copy(&p.inner().grad()).unwrap())
                 .collect();
             sae.zero_grad().unwrap();
             // Dense reference: pre with gradients, mask all but the top k.

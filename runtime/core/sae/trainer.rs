@@ -12,9 +12,9 @@ use super::init::{decoder_bias, DecoderBiasInit};
 use super::metrics::StepMetrics;
 use super::resample::resample_dead_features;
 use super::{ActivationSource, LossOptions, Sae};
-use crate::core::optim::clip_grads;
-use crate::core::tensor_io::{load_tensors, save_tensors};
-use crate::core::{interrupt, progress, Error, Result, Tensor};
+use crate::optim::clip_grads;
+use crate::tensor_io::{load_tensors, save_tensors};
+use crate::{interrupt, progress, Error, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -444,7 +444,7 @@ impl<'a> Trainer<'a> {
             write_step_checkpoint(&root, self.state.step, self.cfg.keep_checkpoints, |dir| {
                 checkpoint::save(sae, dir, scale, Some(summary))?;
                 save_tensors(&dir.join(TRAINING_TENSORS), &tensors)?;
-                crate::core::fs::write_atomic(&dir.join(TRAINING_STATE), &state)
+                crate::fs::write_atomic(&dir.join(TRAINING_STATE), &state)
             })?;
         self.last_checkpoint = Some(dir);
         Ok(())

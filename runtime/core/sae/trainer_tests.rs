@@ -1,7 +1,7 @@
 //! The training loop's guarantees: schedules, exact repeats with a seed,
 //! exact resumption from a checkpoint, clear failures.
 use super::*;
-use crate::core::sae::{synthetic, SaeConfig, TensorSource};
+use crate::sae::{synthetic, SaeConfig, TensorSource};
 
 fn quick(steps: u64) -> TrainConfig {
     TrainConfig {
@@ -15,14 +15,14 @@ fn quick(steps: u64) -> TrainConfig {
 }
 
 fn data() -> tch::Tensor {
-    crate::core::rng::seed(11);
+    crate::rng::seed(11);
     synthetic::superposition(32, 8, 3.0, 512)
         .unwrap()
         .activations
 }
 
 fn fresh(arch: &str) -> Sae {
-    crate::core::rng::seed(12);
+    crate::rng::seed(12);
     let mut cfg = SaeConfig::new(arch, 8, 16).unwrap();
     cfg.k = 4;
     Sae::new(cfg).unwrap()
