@@ -9,6 +9,7 @@ pub mod display;
 pub mod engine;
 pub mod error;
 pub mod help;
+pub mod hooks;
 pub mod session;
 pub mod stdlib;
 pub mod sweep;

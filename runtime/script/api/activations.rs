@@ -215,7 +215,7 @@ pub mod activations_api {
         c: Corpus,
         opts: Map,
     ) -> ScriptResult<Map> {
-        let hooks = crate::script::api::analysis::script_hooks(&ctx, m, &opts, false)?;
+        let hooks = crate::script::hooks::script_hooks(&ctx, m, &opts, false)?;
         let opts = Options::new(
             &opts,
             "perplexity",

@@ -229,7 +229,7 @@ pub mod model_api {
             layer: layer_index(layer)?,
             point,
         };
-        let hooks = crate::script::api::analysis::script_hooks(&ctx, m, &opts, false)?;
+        let hooks = crate::script::hooks::script_hooks(&ctx, m, &opts, false)?;
         Ok(Tensor::new(m.activations_with(text, site, hooks)?))
     }
 
@@ -252,7 +252,7 @@ pub mod model_api {
         prompt: &str,
         opts: Map,
     ) -> ScriptResult<String> {
-        let hooks = crate::script::api::analysis::script_hooks(&ctx, m, &opts, true)?;
+        let hooks = crate::script::hooks::script_hooks(&ctx, m, &opts, true)?;
         Ok(m.generate(prompt, &generate_options(&opts)?, &hooks)?)
     }
 

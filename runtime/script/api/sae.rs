@@ -385,7 +385,7 @@ pub mod sae_api {
             (Some(model), Some(text)) => {
                 let store = source.read_lock::<ScriptStore>().map(|s| s.clone());
                 let ce = ce_options(&o, ["ce_tokens", "ce_batch_size"], store.as_ref())?;
-                let hooks = crate::script::api::analysis::script_hooks(&ctx, &model, &opts, false)?;
+                let hooks = crate::script::hooks::script_hooks(&ctx, &model, &opts, false)?;
                 let (result, _) = measure_ce(&s.borrow(), &model, text, &ce, &hooks)?;
                 insert_ce(&mut out, &result, "ce_loss_recovered");
             }
@@ -417,7 +417,7 @@ pub mod sae_api {
         let known = ["layer", "hook", "tokens", "context", "batch_size", "input_scale", "hooks", "steer"];
         let o = Options::new(&opts, "ce_loss_recovered", &known)?;
         let ce = ce_options(&o, ["tokens", "batch_size"], None)?;
-        let hooks = crate::script::api::analysis::script_hooks(&ctx, &m, &opts, false)?;
+        let hooks = crate::script::hooks::script_hooks(&ctx, &m, &opts, false)?;
         let (result, tokens) = measure_ce(&s.borrow(), &m, &text, &ce, &hooks)?;
         let mut out = Map::new();
         insert_ce(&mut out, &result, "recovered");
