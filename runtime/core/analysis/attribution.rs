@@ -5,13 +5,14 @@
 //! effect (the change of that logit when the feature is set to zero at its
 //! position, from a rerun).
 //!
-//! Cost: the model once up to the SAE's site (to encode it), once in full
-//! with a backward pass, and once more per ablation. Position 0 (the
+//! Cost: one forward pass (the SAE encodes its site on the way) and one
+//! backward pass, and one more forward pass per ablation. Position 0 (the
 //! attention sink, which harvests and so our SAEs never see) is left as it
 //! is and explained by nothing; the error term holds the rest.
 use crate::model::{Edit, Hooks, Logits, Model, Site};
 use crate::sae::Sae;
 use crate::{Error, Result};
+use std::cell::RefCell;
 use tch::{Kind, Tensor};
 
 /// The first position explained by features (see `attribute`).
@@ -65,36 +66,39 @@ pub fn attribute(
     check(model, sae, tokens, options)?;
     let site = options.site;
     let sequence = [tokens.to_vec()];
-    let x = {
-        let _guard = tch::no_grad_guard();
-        let mut read = model.run(&sequence, &Hooks::reading(&[site]), Logits::Skip)?;
-        read.activations
-            .pop()
-            .ok_or_else(|| Error::invalid(format!("{site} was not read")))?
-            .f_squeeze_dim(0)? // [T, d]
-    };
-    let device = x.device();
+    let device = model.llama.device();
     let w_dec = sae.weights.w_dec.inner().f_detach()?.f_to(device)?;
     let b_dec = sae.weights.b_dec.inner().f_detach()?.f_to(device)?;
     // Position 0 is left as it is: it carries the attention sink's huge
     // activation, which harvests leave out, so no SAE of ours has seen one.
     let first = FIRST_POSITION.min(tokens.len() as i64 - 1);
-    let positions = tokens.len() as i64 - first;
-    let (sink, rest) = (x.f_narrow(0, 0, first)?, x.f_narrow(0, first, positions)?);
-    let f = {
-        let _guard = tch::no_grad_guard();
-        sae.encode(&rest)?.f_to(device)?
+    // The SAE's codes and error, made leaves inside the one forward pass.
+    let leaves: RefCell<Option<(Tensor, Tensor)>> = RefCell::new(None);
+    let splice = |x: &Tensor| -> Result<Tensor> {
+        let x = x.f_squeeze_dim(0)?; // [T, d]
+        let positions = x.size()[0] - first;
+        let (sink, rest) = (x.f_narrow(0, 0, first)?, x.f_narrow(0, first, positions)?);
+        let f = {
+            let _guard = tch::no_grad_guard();
+            sae.encode(&rest)?.f_to(device)?
+        };
+        // x = f·W_dec + b_dec + error, with f and the error as leaves to differentiate.
+        let features = f.f_set_requires_grad(true)?;
+        let reconstruction = features.f_matmul(&w_dec)?.f_add(&b_dec)?;
+        let error = rest
+            .f_sub(&reconstruction.f_detach()?)?
+            .f_detach()?
+            .f_set_requires_grad(true)?;
+        let spliced = Tensor::f_cat(&[&sink, &reconstruction.f_add(&error)?], 0)?;
+        *leaves.borrow_mut() = Some((features, error));
+        Ok(spliced.f_unsqueeze(0)?)
     };
-    // x = f·W_dec + b_dec + error, with f and the error as leaves to differentiate.
-    let features = f.f_detach()?.f_set_requires_grad(true)?;
-    let reconstruction = features.f_matmul(&w_dec)?.f_add(&b_dec)?;
-    let error = rest
-        .f_sub(&reconstruction.f_detach()?)?
-        .f_detach()?
-        .f_set_requires_grad(true)?;
-    let spliced = Tensor::f_cat(&[&sink, &reconstruction.f_add(&error)?], 0)?.f_unsqueeze(0)?;
-    let hooks = Hooks::default().edit(site, Edit::Replace(spliced));
+    let hooks = Hooks::default().edit(site, Edit::Map(Box::new(splice)));
     let value = explained_value(model, &sequence, &hooks, options)?;
+    let (features, error) = leaves
+        .take()
+        .ok_or_else(|| Error::invalid(format!("{site} was not reached")))?;
+    let f = features.f_detach()?;
     let grads = Tensor::f_run_backward(&[&value], &[&features, &error], false, false)?;
     let value = value.f_double_value(&[])?;
     let attributions = features.f_detach()?.f_mul(&grads[0])?; // [T, F]
