@@ -8,7 +8,7 @@
 use super::hooks::{Edit, Hooks, Site};
 use super::language_model::Model;
 use super::llama::Logits;
-use crate::corpus::Window;
+use crate::corpus::{Corpus, Window};
 use crate::{interrupt, Error, Result};
 use tch::{Kind, Tensor};
 
@@ -51,6 +51,48 @@ pub fn text_windows(model: &Model, texts: &[String], context: usize) -> Result<V
         }
     }
     Ok(windows)
+}
+
+/// Corpus windows, in order, until they make at least `predictions`
+/// next-token predictions (cut to exactly that by [`truncate_to_predictions`]).
+pub fn corpus_windows(
+    model: &Model,
+    corpus: &Corpus,
+    context: usize,
+    predictions: usize,
+) -> Result<Vec<SpliceWindow>> {
+    let mut windows = Vec::new();
+    let mut predicted = 0;
+    for window in corpus.windows(&model.tokenizer, context)? {
+        if predicted >= predictions {
+            break;
+        }
+        let window = SpliceWindow::from_corpus(&window?);
+        predicted += window.tokens.len().saturating_sub(1);
+        windows.push(window);
+    }
+    Ok(windows)
+}
+
+/// The windows cut so that together they make `predictions` next-token
+/// predictions (fewer if they run out).
+pub fn truncate_to_predictions(
+    windows: Vec<SpliceWindow>,
+    predictions: usize,
+) -> Vec<SpliceWindow> {
+    let mut left = predictions;
+    let mut kept = Vec::new();
+    for mut window in windows {
+        if left == 0 {
+            break;
+        }
+        let n = (window.tokens.len().saturating_sub(1)).min(left);
+        window.tokens.truncate(n + 1);
+        window.replace.truncate(n + 1);
+        left -= n;
+        kept.push(window);
+    }
+    kept
 }
 
 /// A replacement for the activations `[batch, T, width]` at the site.

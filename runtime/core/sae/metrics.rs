@@ -91,6 +91,18 @@ pub struct Evaluation {
     pub input_scale: f64,
 }
 
+impl Evaluation {
+    /// log10 of each live feature's density (dead features have none), the
+    /// paper's feature-density histogram's x values.
+    pub fn log10_live_density(&self) -> Vec<f64> {
+        self.density
+            .iter()
+            .filter(|d| **d > 0.0)
+            .map(|d| d.log10())
+            .collect()
+    }
+}
+
 /// Running sums over batches, in f64 on the host.
 #[derive(Default)]
 struct Sums {

@@ -245,12 +245,7 @@ fn evaluation_map(e: &Evaluation) -> ScriptResult<Map> {
         "density".into(),
         Dynamic::from(Tensor::from_f64(&e.density, &[n], tch::Kind::Float)?),
     );
-    let live: Vec<f64> = e
-        .density
-        .iter()
-        .filter(|d| **d > 0.0)
-        .map(|d| d.log10())
-        .collect();
+    let live = e.log10_live_density();
     let count = live.len() as i64;
     m.insert(
         "log10_density".into(),

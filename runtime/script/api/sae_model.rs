@@ -1,7 +1,7 @@
 //! The glue between an SAE and a language model for scripts: which text,
 //! which site, how many tokens; the measuring is `core::sae::metrics` and
 //! `core::model::splice`.
-use crate::core::model::splice::text_windows;
+use crate::core::model::splice::{corpus_windows, text_windows, truncate_to_predictions};
 use crate::core::model::{HookPoint, Hooks, Model, Site, SpliceProbe, SpliceWindow};
 use crate::core::sae::{metrics, Sae};
 use crate::script::api::activations::{ScriptCorpus, ScriptStore};
@@ -60,22 +60,12 @@ pub fn ce_windows(
     text: &Dynamic,
     opts: &CeOptions,
 ) -> ScriptResult<Vec<SpliceWindow>> {
-    let windows: Vec<SpliceWindow> = if let Some(c) = text.read_lock::<ScriptCorpus>() {
-        let mut windows = Vec::new();
-        let mut predicted = 0;
-        for window in c.windows(&model.tokenizer, opts.context)? {
-            if predicted >= opts.tokens {
-                break;
-            }
-            let window = SpliceWindow::from_corpus(&window?);
-            predicted += window.tokens.len().saturating_sub(1);
-            windows.push(window);
-        }
-        windows
+    let windows = if let Some(c) = text.read_lock::<ScriptCorpus>() {
+        corpus_windows(model, &c, opts.context, opts.tokens)?
     } else {
         text_windows(model, &texts(text)?, opts.context)?
     };
-    Ok(truncate(windows, opts.tokens))
+    Ok(truncate_to_predictions(windows, opts.tokens))
 }
 
 fn texts(value: &Dynamic) -> ScriptResult<Vec<String>> {
@@ -93,22 +83,6 @@ fn texts(value: &Dynamic) -> ScriptResult<Vec<String>> {
         .iter()
         .map(|v| v.clone().into_string().map_err(|_| wrong()))
         .collect()
-}
-
-fn truncate(windows: Vec<SpliceWindow>, tokens: usize) -> Vec<SpliceWindow> {
-    let mut left = tokens;
-    let mut kept = Vec::new();
-    for mut window in windows {
-        if left == 0 {
-            break;
-        }
-        let n = (window.tokens.len().saturating_sub(1)).min(left);
-        window.tokens.truncate(n + 1);
-        window.replace.truncate(n + 1);
-        left -= n;
-        kept.push(window);
-    }
-    kept
 }
 
 /// Clean, spliced and zero-ablated CE and the fraction recovered.
