@@ -38,7 +38,7 @@ pub fn status() -> CudaStatus {
         // driver's answer.
         match tch::Tensor::f_zeros([1], (tch::Kind::Float, tch::Device::Cuda(0))) {
             Ok(_) => None,
-            Err(err) => Some(first_sentence(&err.to_string())),
+            Err(err) => Some(first_sentence(&crate::error::torch_message(&err))),
         }
     };
     CudaStatus {

@@ -2,6 +2,7 @@
 //! sharded `.npy` files with a manifest, and reading them back
 //! memory-mapped as shuffled training batches.
 pub mod harvest;
+pub mod manifest;
 pub mod npy;
 mod pipeline;
 pub mod store;

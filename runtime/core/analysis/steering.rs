@@ -7,7 +7,7 @@
 //! so that only the clamped features change: with nothing clamped, or a
 //! feature clamped to its own value, the model computes exactly what it did.
 use crate::corpus::Corpus;
-use crate::model::{Hooks, Logits, Model, Site};
+use crate::model::{Hooks, Logits, Model, Site, SpliceWindow};
 use crate::sae::{ActivationSource, Sae};
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
@@ -87,11 +87,12 @@ pub fn site_activations(
             .pop()
             .ok_or_else(|| Error::invalid(format!("{site} was not read")))?
             .f_squeeze_dim(0)?;
-        let keep: Vec<i64> = window
-            .origins
+        // The positions a harvest keeps (and CE loss recovered replaces).
+        let keep: Vec<i64> = SpliceWindow::from_corpus(&window)
+            .replace
             .iter()
             .enumerate()
-            .filter(|(j, origin)| *j > 0 && !origin.separator)
+            .filter(|(_, kept)| **kept)
             .map(|(j, _)| j as i64)
             .collect();
         kept += keep.len();

@@ -435,8 +435,23 @@ pub mod analysis_api {
             .or_insert(Dynamic::from(40 as INT));
         let options: GenerateOptions = crate::script::api::model::generate_options(&generation)?;
         let text = format!("\n\nHuman: {prompt}\n\nAssistant:");
+        // Feature maxima for "x" values, measured once for all of them.
+        let relative = values.iter().any(|v| v.is_string());
+        if relative && !steer.contains_key("max") {
+            let sae = s
+                .try_borrow()
+                .map_err(|_| runtime_error("this SAE is in use"))?;
+            let site = sae_site(
+                m,
+                &sae,
+                &Options::new(&steer, "steer_compare", &steer_keys)?,
+            )?;
+            let max = feature_maxima(m, &sae, site, &steer)?;
+            steer.insert("max".into(), Dynamic::from(Tensor::new(max)));
+        }
         steer.insert("sae".into(), Dynamic::from(s));
         let mut rows = Array::new();
+        let mut shown = String::new();
         let clamps = std::iter::once(Dynamic::UNIT).chain(values);
         for value in clamps {
             let hooks = if value.is_unit() {
@@ -454,19 +469,11 @@ pub mod analysis_api {
             } else {
                 format!("feature {feature} = {value}")
             };
+            shown.push_str(&format!("── {label} ──\n{}\n", completion.trim()));
             let mut row = Map::new();
             row.insert("clamp".into(), label.into());
             row.insert("text".into(), completion.into());
             rows.push(row.into());
-        }
-        let mut shown = String::new();
-        for row in &rows {
-            let row = row.read_lock::<Map>().expect("rows are maps");
-            shown.push_str(&format!(
-                "── {} ──\n{}\n",
-                row["clamp"],
-                row["text"].clone().into_string().unwrap_or_default().trim()
-            ));
         }
         crate::script::console::print_line(shown.trim_end());
         Ok(rows)

@@ -13,6 +13,7 @@ pub mod model;
 pub mod plot;
 pub mod sae;
 mod sae_model;
+mod sae_options;
 pub mod sae_sweep;
 pub mod scaling;
 pub mod shape;
