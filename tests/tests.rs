@@ -7,6 +7,7 @@ mod analysis;
 mod cli;
 mod cuda_build;
 mod errors;
+mod features;
 mod model;
 mod notebook;
 mod plots;

@@ -38,7 +38,8 @@ const LAYERS: &[&[&str]] = &[
     // What is made of trained SAEs: fits over many runs, and interventions
     // and attributions with one.
     &["scaling", "analysis"],
-    &["plot"],
+    // Pictures and pages of results.
+    &["plot", "dashboard"],
 ];
 
 /// This file: its text names modules only to describe the rule.

@@ -4,6 +4,7 @@ pub mod activations;
 pub mod analysis;
 pub mod corpus;
 pub mod cuda;
+pub mod dashboard;
 #[cfg(test)]
 mod data_flow;
 pub mod error;

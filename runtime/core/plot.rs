@@ -336,6 +336,16 @@ impl Figure {
         Ok(())
     }
 
+    /// The figure as SVG text (for a self-contained HTML page).
+    pub fn to_svg(&self) -> Result<String, PlotError> {
+        if matches!(self.body, Body::Empty) && self.references.is_empty() {
+            return Err(PlotError::NothingToPlot {
+                path: "<inline svg>".into(),
+            });
+        }
+        render::svg_string(self)
+    }
+
     /// Draws the figure to `path`: PNG or SVG, chosen by the extension.
     pub fn save(&self, path: &Path) -> Result<(), PlotError> {
         let (width, height) = (self.opts.width, self.opts.height);

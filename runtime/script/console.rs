@@ -48,6 +48,19 @@ pub fn print_line(line: &str) {
     }
 }
 
+/// Prints text that has a coloured form: the colours on a terminal, the
+/// plain form in a notebook report or when the output is piped.
+pub fn print_highlighted(coloured: &str, plain: &str) {
+    use std::io::IsTerminal;
+    if capture(Captured::Text(plain.to_string())).is_some() {
+        if std::io::stdout().is_terminal() {
+            print!("{coloured}");
+        } else {
+            print!("{plain}");
+        }
+    }
+}
+
 /// Prints an aligned table, or records it for the report.
 pub fn print_table(columns: Vec<String>, rows: Vec<Vec<String>>) {
     if let Some(Captured::Table { columns, rows }) = capture(Captured::Table { columns, rows }) {

@@ -21,6 +21,8 @@ pub struct RowInfo {
     pub window: Vec<u32>,
     /// Where the row's token is in `window`.
     pub window_position: usize,
+    /// Which window of the harvest: rows of one window share it.
+    pub window_index: usize,
 }
 
 struct Shard {
@@ -363,6 +365,7 @@ impl Store {
             position: meta[2] as usize,
             window,
             window_position: meta[4] as usize,
+            window_index: meta[3] as usize,
         }))
     }
 }

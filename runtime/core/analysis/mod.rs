@@ -1,9 +1,20 @@
-//! What features mean: interventions on a running model with an SAE's
-//! features (steering, ablation) and the attribution of an output to them.
+//! What features mean: the records of where each feature fires, their
+//! examples and neighbourhoods, interventions
+//! on a running model with an SAE's features (steering, ablation) and the
+//! attribution of an output to them.
 pub mod attribution;
+pub mod examples;
+pub mod grouped;
+pub mod neighbors;
+pub mod records;
+#[cfg(test)]
+mod records_tests;
 pub mod steering;
 
 pub use attribution::{attribute, Attribution, AttributionOptions, FeatureAttribution};
+pub use examples::{feature_examples, Context, ExampleOptions, FeatureExamples};
+pub use neighbors::{neighbors, Neighbor};
+pub use records::{compute_records, Example, FeatureRecords, QuantileSample, RecordOptions};
 pub use steering::{
     clamp_features, logit_effects, max_activations, site_activations, Clamp, LogitEffects,
 };

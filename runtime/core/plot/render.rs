@@ -55,6 +55,23 @@ pub(super) fn save(figure: &Figure, path: &Path, format: Format) -> Result<(), P
     }
 }
 
+/// Renders `figure` as SVG text, to inline it in an HTML page.
+pub(super) fn svg_string(figure: &Figure) -> Result<String, PlotError> {
+    register_fonts()?;
+    let failed = |message: String| PlotError::Draw {
+        path: "<inline svg>".into(),
+        message,
+    };
+    let mut svg = String::new();
+    {
+        let size = (figure.opts.width, figure.opts.height);
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw(figure, &root, Format::Svg).map_err(|e| failed(e.to_string()))?;
+        root.present().map_err(|e| failed(e.to_string()))?;
+    }
+    Ok(svg)
+}
+
 /// Font sizes and strokes, scaled with the figure so a 1600×1000 figure
 /// looks like an 800×500 one printed at twice the size.
 pub(super) struct Theme {

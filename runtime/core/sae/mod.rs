@@ -424,6 +424,13 @@ impl Sae {
         self.arch.encode(&self.weights, &x)?.codes.to_dense()
     }
 
+    /// Feature activations as the architecture produces them: dense, or the
+    /// k active features per token for TopK (cheaper to scan for analyses).
+    pub fn encode_codes(&self, x: &tch::Tensor) -> Result<Codes> {
+        let x = self.prepare(x)?;
+        Ok(self.arch.encode(&self.weights, &x)?.codes)
+    }
+
     /// x̂ from dense codes f [batch, n_features].
     pub fn decode(&self, f: &tch::Tensor) -> Result<tch::Tensor> {
         let shape = f.size();

@@ -7,6 +7,7 @@ pub mod activations;
 pub mod analysis;
 pub mod autograd;
 pub mod console;
+pub mod features;
 pub mod io;
 pub mod math;
 pub mod model;
@@ -78,6 +79,11 @@ pub fn topics() -> Vec<Topic> {
             "analysis",
             "interventions with SAE features: steering, logit effects, attribution and ablation, model weights",
             exported_module!(analysis::analysis_api),
+        ),
+        topic(
+            "features",
+            "reading features: activation records, highlighted examples, dashboards, neighbours",
+            exported_module!(features::features_api),
         ),
         topic(
             "io",

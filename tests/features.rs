@@ -1,0 +1,157 @@
+//! Reading features on SmolLM2: records from one streaming pass agree with
+//! the codes of the rows they name, examples carry their text and per-token
+//! activations, dashboards render in Chromium with working links, and bad
+//! requests are clear errors.
+use crate::support::{eval, eval_err};
+use std::path::Path;
+
+/// A TopK SAE trained briefly on 4,096 harvested rows of layer 15.
+fn setup(dir: &Path) -> String {
+    format!(
+        r#"
+        seed(0);
+        let m = load_model();
+        let store = m.harvest(demo_corpus(), #{{layer: 15, tokens: 4096, max_norm_ratio: 10.0, out: "{}"}});
+        let s = sae(#{{d_in: m.d_model, n_features: 512, kind: "topk", k: 16}});
+        s.train(store, #{{steps: 100, batch_size: 512, lr: 1e-3, progress: false}});
+        let r = s.records(store, #{{path: "{}", progress: false}});
+        let d = r.density;
+        let f = -1;
+        for i in 0..512 {{ if f < 0 && d[i] > 0.005 && d[i] < 0.05 {{ f = i; }} }}
+        "#,
+        dir.join("acts").display(),
+        dir.join("records").display()
+    )
+}
+
+#[test]
+fn records_name_real_rows_and_examples_carry_their_text() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let result = eval(&format!(
+        r#"{}
+        let top = r.top(f, 3);
+        let codes = s.encode(store.rows(top.map(|e| e.row)));
+        let recomputed = top.map(|e| 0.0);
+        for i in 0..3 {{ recomputed[i] = codes[i][f].item(); }}
+        let again = load_records("{}");
+        let ex = s.examples(store, f, #{{model: m, k: 3, quantiles: 2, per_quantile: 2}});
+        let first = ex.top[0];
+        [top.map(|e| e.activation), recomputed, again.top(f, 3).map(|e| e.activation),
+         first.activations[first.focus], first.activation, first.text, ex.quantiles.len(),
+         ex.max, r.max[f], d[f] * r.rows]
+        "#,
+        setup(dir.path()),
+        dir.path().join("records").display()
+    ));
+    let v = result.into_array().unwrap();
+    let floats = |i: usize| v[i].clone().into_typed_array::<f64>().unwrap();
+    let (top, recomputed, reloaded) = (floats(0), floats(1), floats(2));
+    for (a, b) in top.iter().zip(&recomputed) {
+        assert!(
+            (a - b).abs() < 1e-3 * a.abs().max(1.0),
+            "{top:?} vs {recomputed:?}"
+        );
+    }
+    assert_eq!(top, reloaded, "records reopened from disk differ");
+    assert!(top[0] >= top[1] && top[1] >= top[2]);
+    let (at_focus, activation) = (v[3].as_float().unwrap(), v[4].as_float().unwrap());
+    assert!((at_focus - activation).abs() < 1e-3 * activation.max(1.0));
+    let text = v[5].clone().into_string().unwrap();
+    assert!(text.contains("[[") && text.len() > 10, "{text}");
+    assert!(v[6].as_int().unwrap() >= 1);
+    assert_eq!(v[7].as_float().unwrap(), v[8].as_float().unwrap());
+    let count = v[9].as_float().unwrap();
+    assert!((count - count.round()).abs() < 1e-6 && count > 0.0);
+}
+
+#[test]
+fn a_dashboard_renders_in_chromium_and_its_links_resolve() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dash = dir.path().join("dashboard");
+    let returned = eval(&format!(
+        r#"{}
+        let near = s.neighbors(f, 2).map(|n| n.feature);
+        dashboard(s, store, m, [f, near[0], 3], "{}", #{{k: 4, quantiles: 2}})
+        "#,
+        setup(dir.path()),
+        dash.display()
+    ));
+    assert_eq!(
+        returned.into_string().unwrap(),
+        dash.join("index.html").display().to_string()
+    );
+    let index = std::fs::read_to_string(dash.join("index.html")).unwrap();
+    let mut pages = 0;
+    for entry in std::fs::read_dir(&dash).unwrap() {
+        let path = entry.unwrap().path();
+        let html = std::fs::read_to_string(&path).unwrap();
+        for link in html.split("href=\"").skip(1) {
+            let target = &link[..link.find('"').unwrap()];
+            assert!(
+                dash.join(target).is_file(),
+                "{} links to missing {target}",
+                path.display()
+            );
+        }
+        pages += 1;
+    }
+    assert_eq!(pages, 4, "three feature pages and the index");
+    assert!(index.contains("data-sort"));
+    let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chromium_check.sh");
+    for page in ["index.html", "feature-3.html"] {
+        let out = std::process::Command::new("bash")
+            .arg(&check)
+            .arg(dash.join(page))
+            .arg(dir.path().join(format!("{page}.png")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "chromium check of {page} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn bad_feature_requests_are_clear_errors() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let setup = setup(dir.path());
+    let err = eval_err(&format!("{setup}\ns.examples(store, 512, #{{model: m}})"));
+    assert!(
+        err.contains("feature 512 is out of range") && err.contains("line"),
+        "{err}"
+    );
+    let err = eval_err(&format!("{setup}\nr.top(-1, 3)"));
+    assert!(err.contains("out of range"), "{err}");
+    let err = eval_err(&format!(
+        "{setup}\nlet other = sae(#{{d_in: 576, n_features: 512, kind: \"topk\", k: 16}});\n\
+         other.examples(store, 1, #{{model: m, records: r}})"
+    ));
+    assert!(err.contains("another SAE"), "{err}");
+    let err = eval_err(&format!(
+        "{setup}\nlet other = sae(#{{d_in: 576, n_features: 512}});\n\
+         other.records(store, #{{path: \"{}\"}})",
+        dir.path().join("records").display()
+    ));
+    assert!(
+        err.contains("another SAE") && err.contains("delete"),
+        "{err}"
+    );
+    let err = eval_err(&format!(
+        "{setup}\nlet narrow = store_from_tensor(randn([10, 8]));\ns.records(narrow)"
+    ));
+    assert!(err.contains("width 8"), "{err}");
+    let err = eval_err(&format!("{setup}\ns.examples(store, 1, #{{}})"));
+    assert!(err.contains("#{model: m}"), "{err}");
+}
