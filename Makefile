@@ -73,11 +73,14 @@ gpu-bundle: build-cuda
 # generation with and without steering by an SAE feature; same
 # thread count everywhere, and the same OpenMP wait policy (saelab sets
 # PASSIVE itself when OMP_WAIT_POLICY is unset).
+# Rows of the activation-records benchmark (the issue's setting: 1M × 16k features).
+RECORD_ROWS ?= 1000000
 bench: build
 	cargo bench --bench op_overhead
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} SAELAB=./target/release/saelab PYTHON=$(PYTHON) THREADS=$(THREADS) benches/sae_throughput.sh
 	$(PYTHON) benches/model_throughput.py --saelab ./target/release/saelab --threads $(THREADS)
 	./target/release/saelab run benches/steering.rhai
+	./target/release/saelab run benches/records.rhai --set rows=$(RECORD_ROWS)
 
 clean:
 	cargo clean

@@ -155,3 +155,44 @@ fn bad_feature_requests_are_clear_errors() {
     let err = eval_err(&format!("{setup}\ns.examples(store, 1, #{{}})"));
     assert!(err.contains("#{model: m}"), "{err}");
 }
+
+#[test]
+fn search_finds_features_of_french_text_and_features_for_lists_each_token() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let result = eval(&format!(
+        r#"{}
+        let fr = ["Il était une fois une petite fille qui habitait dans un village.",
+                  "La ville de Paris est la capitale de la France depuis des siècles."];
+        let en = ["Once upon a time there was a little girl who lived in a village.",
+                  "The city of Paris has been the capital of France for centuries."];
+        let hits = s.search(m, fr, #{{negatives: en, k: 3}});
+        let ex = s.examples(store, hits[0].feature, #{{model: m, k: 5, quantiles: 0}});
+        let per_token = s.features_for(m, "Le pont", #{{k: 2}});
+        [hits[0].score, hits[0].positive - hits[0].negative, hits[0].score >= hits[1].score,
+         ex.top.map(|c| c.text), per_token.len(), per_token[1].features.len()]
+        "#,
+        setup(dir.path())
+    ));
+    let v = result.into_array().unwrap();
+    let score = v[0].as_float().unwrap();
+    assert!(score > 0.0 && (score - v[1].as_float().unwrap()).abs() < 1e-9);
+    assert!(v[2].as_bool().unwrap());
+    // The contrastive search's best feature fires on French text in the corpus.
+    let texts: Vec<String> = v[3].clone().into_typed_array().unwrap();
+    let french = ["du", "de", "la", "le", "les", "des", "est", "et", "en"];
+    let in_french = texts
+        .iter()
+        .filter(|t| {
+            t.split_whitespace()
+                .filter(|w| french.contains(&w.trim_matches(|c: char| !c.is_alphabetic())))
+                .count()
+                >= 1
+        })
+        .count();
+    assert!(in_french >= 3, "the French feature's examples: {texts:?}");
+    assert_eq!(v[4].as_int().unwrap(), 2);
+    assert!(v[5].as_int().unwrap() >= 1);
+}

@@ -9,12 +9,14 @@ pub mod neighbors;
 pub mod records;
 #[cfg(test)]
 mod records_tests;
+pub mod search;
 pub mod steering;
 
 pub use attribution::{attribute, Attribution, AttributionOptions, FeatureAttribution};
 pub use examples::{feature_examples, Context, ExampleOptions, FeatureExamples};
 pub use neighbors::{neighbors, Neighbor};
 pub use records::{compute_records, Example, FeatureRecords, QuantileSample, RecordOptions};
+pub use search::{features_for, search, SearchHit, TokenFeatures};
 pub use steering::{
     clamp_features, logit_effects, max_activations, site_activations, Clamp, LogitEffects,
 };

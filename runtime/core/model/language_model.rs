@@ -122,7 +122,7 @@ impl Model {
     }
 
     /// Token ids of a text the model will run on: as `encode`, but never empty.
-    fn tokens_to_run(&self, text: &str) -> Result<Vec<u32>> {
+    pub fn tokens_to_run(&self, text: &str) -> Result<Vec<u32>> {
         let ids = self.encode(text)?;
         if ids.is_empty() {
             return Err(Error::invalid(
