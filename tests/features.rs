@@ -196,3 +196,36 @@ fn search_finds_features_of_french_text_and_features_for_lists_each_token() {
     assert_eq!(v[4].as_int().unwrap(), 2);
     assert!(v[5].as_int().unwrap() >= 1);
 }
+
+#[test]
+fn neuron_correlations_are_correlations_and_bad_layers_are_refused() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let setup = setup(dir.path());
+    let result = eval(&format!(
+        "{setup}\nlet c = neuron_correlations(m, s, demo_corpus(), #{{tokens: 600, features: [0, 1, 2, 3, 4, 5], layers: [0, 7], progress: false}});\n\
+         [c.max_abs_r, c.r, c.best_layer, c.fraction_at_most_0_3, c.fired, c.tokens]"
+    ));
+    let v = result.into_array().unwrap();
+    let max_abs: Vec<f64> = v[0].clone().into_typed_array().unwrap();
+    let r: Vec<f64> = v[1].clone().into_typed_array().unwrap();
+    let layers: Vec<i64> = v[2].clone().into_typed_array().unwrap();
+    for ((m, r), l) in max_abs.iter().zip(&r).zip(&layers) {
+        if m.is_finite() {
+            assert!(
+                *m <= 1.0 + 1e-9 && (m - r.abs()).abs() < 1e-12,
+                "{max_abs:?} {r:?}"
+            );
+        }
+        assert!(*l == 0 || *l == 7);
+    }
+    let fraction = v[3].as_float().unwrap();
+    assert!((0.0..=1.0).contains(&fraction) || v[4].as_int().unwrap() == 0);
+    assert_eq!(v[5].as_int().unwrap(), 600);
+    let err = eval_err(&format!(
+        "{setup}\nneuron_correlations(m, s, demo_corpus(), #{{layers: [30], tokens: 10}})"
+    ));
+    assert!(err.contains("layer 30 is out of range"), "{err}");
+}

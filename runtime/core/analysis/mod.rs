@@ -6,6 +6,7 @@ pub mod attribution;
 pub mod examples;
 pub mod grouped;
 pub mod neighbors;
+pub mod neurons;
 pub mod records;
 #[cfg(test)]
 mod records_tests;
@@ -15,6 +16,7 @@ pub mod steering;
 pub use attribution::{attribute, Attribution, AttributionOptions, FeatureAttribution};
 pub use examples::{feature_examples, Context, ExampleOptions, FeatureExamples};
 pub use neighbors::{neighbors, Neighbor};
+pub use neurons::{neuron_correlations, NeuronCorrelations, NeuronOptions};
 pub use records::{compute_records, Example, FeatureRecords, QuantileSample, RecordOptions};
 pub use search::{features_for, search, SearchHit, TokenFeatures};
 pub use steering::{

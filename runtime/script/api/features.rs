@@ -135,36 +135,7 @@ fn context_map(c: &crate::core::analysis::Context) -> Map {
     m
 }
 
-fn neighbor_list(
-    sae: &crate::core::sae::Sae,
-    feature: INT,
-    other: &crate::core::sae::Sae,
-    k: INT,
-) -> ScriptResult<Array> {
-    let k = usize::try_from(k).map_err(|_| runtime_error(format!("k must be >= 0, got {k}")))?;
-    Ok(crate::core::analysis::neighbors(sae, feature, other, k)?
-        .into_iter()
-        .map(|n| {
-            let mut m = Map::new();
-            m.insert("feature".into(), Dynamic::from(n.feature));
-            m.insert("cosine".into(), Dynamic::from(n.cosine));
-            Dynamic::from(m)
-        })
-        .collect())
-}
-
-fn strings(values: &Array, what: &str) -> ScriptResult<Vec<String>> {
-    values
-        .iter()
-        .map(|v| {
-            v.clone()
-                .into_string()
-                .map_err(|t| runtime_error(format!("{what} must be strings, got {t}")))
-        })
-        .collect()
-}
-
-fn float_array(values: Vec<f64>) -> Array {
+pub(crate) fn float_array(values: Vec<f64>) -> Array {
     values.into_iter().map(Dynamic::from).collect()
 }
 
@@ -353,111 +324,6 @@ pub mod features_api {
         dashboard(s, store, model, features, dir, Map::new())
     }
 
-    /// The `k` features nearest to `feature` by decoder cosine similarity: `[#{feature, cosine}]`, closest first.
-    /// `s.neighbors(12, 5)`
-    #[rhai_fn(name = "neighbors", return_raw)]
-    pub fn own_neighbors(s: &mut Sae, feature: INT, k: INT) -> ScriptResult<Array> {
-        let sae = s.borrow();
-        neighbor_list(&sae, feature, &sae, k)
-    }
-
-    /// The `k` features of `other` (e.g. a larger SAE trained on the same store) nearest to `feature` of `s`:
-    /// how a feature splits. `neighbors(s_1k, s_4k, 12, 5)`
-    #[rhai_fn(name = "neighbors", return_raw)]
-    pub fn cross_neighbors(s: Sae, other: Sae, feature: INT, k: INT) -> ScriptResult<Array> {
-        let (a, b) = (s.borrow(), other.borrow());
-        neighbor_list(&a, feature, &b, k)
-    }
-
-    /// The features most active on `texts` (each text scored by a feature's maximum over its tokens, averaged over
-    /// texts); with `negatives`, minus the same over those, so what the texts share rather than text in general.
-    /// Options: negatives, k (10), layer/hook (default: the SAE's hook_name).
-    /// Returns `[#{feature, score, positive, negative, fired}]`, best first.
-    /// `s.search(m, ["Bonjour, je suis", "Il fait beau"], #{negatives: ["Hello, I am", "The weather is nice"]})`
-    #[rhai_fn(return_raw)]
-    pub fn search(s: &mut Sae, model: ScriptModel, texts: Array, opts: Map) -> ScriptResult<Array> {
-        let o = Options::new(&opts, "search", &["negatives", "k", "layer", "hook"])?;
-        let sae = s.borrow();
-        let site = crate::script::api::analysis::sae_site(&model, &sae, &o)?;
-        let texts = strings(&texts, "texts")?;
-        let negatives = match opts.get("negatives") {
-            Some(n) => strings(
-                &n.clone().into_array().map_err(|t| {
-                    runtime_error(format!(
-                        "search: negatives must be an array of strings, got {t}"
-                    ))
-                })?,
-                "negatives",
-            )?,
-            None => Vec::new(),
-        };
-        let k = o.positive("k", 10)?;
-        let hits = crate::core::analysis::search(&model, &sae, site, &texts, &negatives, k)?;
-        Ok(hits
-            .into_iter()
-            .map(|h| {
-                let mut m = Map::new();
-                m.insert("feature".into(), Dynamic::from(h.feature));
-                m.insert("score".into(), Dynamic::from(h.score));
-                m.insert("positive".into(), Dynamic::from(h.positive));
-                m.insert("negative".into(), Dynamic::from(h.negative));
-                m.insert("fired".into(), Dynamic::from(h.fired));
-                Dynamic::from(m)
-            })
-            .collect())
-    }
-
-    /// `search` with every default. `s.search(m, ["def f(x):", "import numpy as np"])`
-    #[rhai_fn(name = "search", return_raw)]
-    pub fn search_default(s: &mut Sae, model: ScriptModel, texts: Array) -> ScriptResult<Array> {
-        search(s, model, texts, Map::new())
-    }
-
-    /// Per token of `text`, its strongest features: `[#{token, features: [#{feature, activation}]}]`.
-    /// Options: k (5), layer/hook. `s.features_for(m, "The Golden Gate Bridge")`
-    #[rhai_fn(return_raw)]
-    pub fn features_for(
-        s: &mut Sae,
-        model: ScriptModel,
-        text: &str,
-        opts: Map,
-    ) -> ScriptResult<Array> {
-        let o = Options::new(&opts, "features_for", &["k", "layer", "hook"])?;
-        let sae = s.borrow();
-        let site = crate::script::api::analysis::sae_site(&model, &sae, &o)?;
-        let tokens =
-            crate::core::analysis::features_for(&model, &sae, site, text, o.positive("k", 5)?)?;
-        Ok(tokens
-            .into_iter()
-            .map(|t| {
-                let mut m = Map::new();
-                m.insert("token".into(), Dynamic::from(t.token));
-                let features: Array = t
-                    .features
-                    .into_iter()
-                    .map(|(f, a)| {
-                        let mut e = Map::new();
-                        e.insert("feature".into(), Dynamic::from(f));
-                        e.insert("activation".into(), Dynamic::from(a as f64));
-                        Dynamic::from(e)
-                    })
-                    .collect();
-                m.insert("features".into(), Dynamic::from(features));
-                Dynamic::from(m)
-            })
-            .collect())
-    }
-
-    /// `features_for` with every default.
-    #[rhai_fn(name = "features_for", return_raw)]
-    pub fn features_for_default(
-        s: &mut Sae,
-        model: ScriptModel,
-        text: &str,
-    ) -> ScriptResult<Array> {
-        features_for(s, model, text, Map::new())
-    }
-
     /// Prints the examples, highlighted white → dark orange by activation on a terminal. `ex.show()`
     #[rhai_fn(pure)]
     pub fn show(ex: &mut Examples) {
@@ -528,4 +394,13 @@ pub mod features_api {
     pub fn examples_to_debug(ex: &mut Examples) -> String {
         ex.render(false)
     }
+}
+
+/// The `features` help topic: records and examples, plus search, neighbours and neurons.
+pub fn module() -> rhai::Module {
+    let mut module = exported_module!(features_api);
+    module.combine_flatten(exported_module!(
+        crate::script::api::feature_search::feature_search_api
+    ));
+    module
 }

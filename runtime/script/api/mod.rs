@@ -7,6 +7,7 @@ pub mod activations;
 pub mod analysis;
 pub mod autograd;
 pub mod console;
+pub mod feature_search;
 pub mod features;
 pub mod io;
 pub mod math;
@@ -82,8 +83,8 @@ pub fn topics() -> Vec<Topic> {
         ),
         topic(
             "features",
-            "reading features: activation records, highlighted examples, dashboards, neighbours",
-            exported_module!(features::features_api),
+            "reading features: activation records, highlighted examples, dashboards, search, neighbours, neurons",
+            features::module(),
         ),
         topic(
             "io",
