@@ -229,3 +229,48 @@ fn neuron_correlations_are_correlations_and_bad_layers_are_refused() {
     ));
     assert!(err.contains("layer 30 is out of range"), "{err}");
 }
+
+#[test]
+fn specificity_rates_every_level_and_draws_the_stacked_bars() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let setup = setup(dir.path());
+    let plot = dir.path().join("specificity.png");
+    let result = eval(&format!(
+        "{setup}\nlet top_token = s.examples(store, f, #{{model: m, k: 1, quantiles: 0}}).top[0];\n\
+         let word = top_token.tokens[top_token.focus];\n\
+         let by_strings = specificity(s, store, f, [word], #{{model: m, bins: 3, per_bin: 4, plot: \"{}\"}});\n\
+         let by_closure = specificity(s, store, f, |context, token, activation| if activation > 0.0 {{ 3 }} else {{ 0 }}, #{{model: m, bins: 3, per_bin: 4}});\n\
+         [by_strings.bins.map(|b| b.scores), by_closure.bins.map(|b| b.mean), by_strings.bins[-1].scores[3]]",
+        plot.display()
+    ));
+    let v = result.into_array().unwrap();
+    let counts: Vec<Vec<i64>> = v[0]
+        .clone()
+        .into_array()
+        .unwrap()
+        .into_iter()
+        .map(|b| b.into_typed_array().unwrap())
+        .collect();
+    assert!(!counts.is_empty());
+    assert!(counts
+        .iter()
+        .all(|c| c.len() == 4 && c.iter().sum::<i64>() >= 1));
+    let means: Vec<f64> = v[1].clone().into_typed_array().unwrap();
+    assert!(
+        means.iter().all(|&m| m == 3.0),
+        "every sampled context is active: {means:?}"
+    );
+    let total: i64 = counts.iter().flatten().sum();
+    assert!(total <= 3 * 4 && v[2].as_int().unwrap() <= 4);
+    assert!(std::fs::metadata(&plot).unwrap().len() > 1000);
+    let err = eval_err(&format!(
+        "{setup}\nspecificity(s, store, f, |c, t, a| 7, #{{model: m, bins: 2, per_bin: 2}})"
+    ));
+    assert!(
+        err.contains("0, 1, 2 or 3") && err.contains("returned 7"),
+        "{err}"
+    );
+}

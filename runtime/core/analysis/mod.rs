@@ -11,6 +11,7 @@ pub mod records;
 #[cfg(test)]
 mod records_tests;
 pub mod search;
+pub mod specificity;
 pub mod steering;
 
 pub use attribution::{attribute, Attribution, AttributionOptions, FeatureAttribution};
@@ -19,6 +20,7 @@ pub use neighbors::{neighbors, Neighbor};
 pub use neurons::{neuron_correlations, NeuronCorrelations, NeuronOptions};
 pub use records::{compute_records, Example, FeatureRecords, QuantileSample, RecordOptions};
 pub use search::{features_for, search, SearchHit, TokenFeatures};
+pub use specificity::{specificity, ConceptRater, Rater, SpecificityBin};
 pub use steering::{
     clamp_features, logit_effects, max_activations, site_activations, Clamp, LogitEffects,
 };

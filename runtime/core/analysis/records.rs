@@ -50,7 +50,7 @@ impl Default for RecordOptions {
     fn default() -> Self {
         RecordOptions {
             top_k: 20,
-            samples_per_bin: 4,
+            samples_per_bin: 8,
             batch_size: 4096,
             max_rows: None,
             show_progress: true,

@@ -4,6 +4,7 @@
 //! and suppresses, its nearest features) and an index page sortable by
 //! density and maximum activation. Pages open offline: no scripts or styles
 //! from elsewhere, figures inlined as SVG.
+pub mod figures;
 pub mod html;
 
 use crate::activations::Store;

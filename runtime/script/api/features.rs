@@ -26,7 +26,7 @@ thread_local! {
 
 /// Records of this SAE over this store: the cached ones when they still
 /// match (same weights, same store), else a new pass.
-fn records_for(
+pub(crate) fn records_for(
     sae: &crate::core::sae::Sae,
     store: &ScriptStore,
     opts: &RecordOptions,
@@ -46,6 +46,36 @@ fn records_for(
     let records = Rc::new(records::compute_records(sae, store, opts)?);
     LAST_RECORDS.with(|c| *c.borrow_mut() = Some(records.clone()));
     Ok(records)
+}
+
+/// The `records` option, or records of this SAE and store computed (once)
+/// with at least `k` top activations per feature.
+pub(crate) fn records_option(
+    opts: &Map,
+    what: &str,
+    sae: &crate::core::sae::Sae,
+    store: &ScriptStore,
+    k: usize,
+) -> ScriptResult<Records> {
+    match opts.get("records") {
+        Some(r) => r.read_lock::<Records>().map(|r| r.clone()).ok_or_else(|| {
+            runtime_error(format!(
+                "{what}: records must be records, got {}",
+                r.type_name()
+            ))
+        }),
+        None => {
+            let top_k = (k as i64).max(RecordOptions::default().top_k);
+            records_for(
+                sae,
+                store,
+                &RecordOptions {
+                    top_k,
+                    ..Default::default()
+                },
+            )
+        }
+    }
 }
 
 const RECORD_KEYS: &[&str] = &[
@@ -93,7 +123,7 @@ fn records_at(
     Ok(records)
 }
 
-fn example_options(o: &Options) -> ScriptResult<ExampleOptions> {
+pub(crate) fn example_options(o: &Options) -> ScriptResult<ExampleOptions> {
     let d = ExampleOptions::default();
     Ok(ExampleOptions {
         k: o.non_negative("k", d.k as u64)? as usize,
@@ -105,7 +135,7 @@ fn example_options(o: &Options) -> ScriptResult<ExampleOptions> {
     })
 }
 
-fn model_option(opts: &Map, what: &str) -> ScriptResult<ScriptModel> {
+pub(crate) fn model_option(opts: &Map, what: &str) -> ScriptResult<ScriptModel> {
     match opts
         .get("model")
         .map(|m| m.read_lock::<ScriptModel>().map(|m| m.clone()))
@@ -149,7 +179,7 @@ pub mod features_api {
     pub type Examples = super::Examples;
 
     /// Every feature's activation records in one streaming pass over the store: top activations, random samples
-    /// per activation level, max, density, histogram. Options: top_k (20), samples_per_bin (4), batch_size (4096),
+    /// per activation level, max, density, histogram. Options: top_k (20), samples_per_bin (8), batch_size (4096),
     /// rows (default all), progress, path (save there; reopened without recomputing when it holds this SAE's records).
     /// `let r = s.records(store, #{path: "runs/demo/records"});`
     #[rhai_fn(return_raw)]
@@ -240,25 +270,7 @@ pub mod features_api {
         let model = model_option(&opts, "examples")?;
         let options = example_options(&o)?;
         let sae = s.borrow();
-        let records = match opts.get("records") {
-            Some(r) => r.read_lock::<Records>().map(|r| r.clone()).ok_or_else(|| {
-                runtime_error(format!(
-                    "examples: records must be records, got {}",
-                    r.type_name()
-                ))
-            })?,
-            None => {
-                let top_k = (options.k as i64).max(RecordOptions::default().top_k);
-                records_for(
-                    &sae,
-                    &store,
-                    &RecordOptions {
-                        top_k,
-                        ..Default::default()
-                    },
-                )?
-            }
-        };
+        let records = records_option(&opts, "examples", &sae, &store, options.k)?;
         let examples = crate::core::analysis::feature_examples(
             &sae,
             &store,
@@ -293,15 +305,7 @@ pub mod features_api {
             neighbors_k: o.non_negative("neighbors", 8)? as usize,
         };
         let sae = s.borrow();
-        let records = match opts.get("records") {
-            Some(r) => r.read_lock::<Records>().map(|r| r.clone()).ok_or_else(|| {
-                runtime_error(format!(
-                    "dashboard: records must be records, got {}",
-                    r.type_name()
-                ))
-            })?,
-            None => records_for(&sae, &store, &RecordOptions::default())?,
-        };
+        let records = records_option(&opts, "dashboard", &sae, &store, options.examples.k)?;
         let inputs = DashboardInputs {
             sae: &sae,
             store: &store,
@@ -396,11 +400,13 @@ pub mod features_api {
     }
 }
 
-/// The `features` help topic: records and examples, plus search, neighbours and neurons.
+/// The `features` help topic: records and examples, search, neighbours,
+/// neurons, and the paper's studies (specificity, map, completeness).
 pub fn module() -> rhai::Module {
     let mut module = exported_module!(features_api);
+    module.combine_flatten(exported_module!(super::feature_search::feature_search_api));
     module.combine_flatten(exported_module!(
-        crate::script::api::feature_search::feature_search_api
+        super::feature_studies::feature_studies_api
     ));
     module
 }

@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod autograd;
 pub mod console;
 pub mod feature_search;
+pub mod feature_studies;
 pub mod features;
 pub mod io;
 pub mod math;
