@@ -39,7 +39,7 @@ impl ConceptRater {
 
     fn matches(&self, token: &str) -> bool {
         let token = token.trim().to_lowercase();
-        !token.is_empty() && self.strings.iter().any(|s| *s == token)
+        !token.is_empty() && self.strings.contains(&token)
     }
 }
 
