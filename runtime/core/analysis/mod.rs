@@ -3,7 +3,9 @@
 //! on a running model with an SAE's features (steering, ablation) and the
 //! attribution of an output to them.
 pub mod attribution;
+pub mod completeness;
 pub mod examples;
+pub mod feature_map;
 pub mod grouped;
 pub mod neighbors;
 pub mod neurons;

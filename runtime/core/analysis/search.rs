@@ -76,6 +76,23 @@ fn mean_maxima(model: &Model, sae: &Sae, site: Site, texts: &[String]) -> Result
     Ok((stacked.f_mean_dim(0, false, Kind::Float)?, fired))
 }
 
+/// Each feature's mean per-text maximum over some texts, and the fraction
+/// of them where it fired: what [`search`] compares.
+pub struct TextMaxima {
+    pub mean: Tensor,
+    pub fired: Tensor,
+}
+
+impl TextMaxima {
+    pub fn of(model: &Model, sae: &Sae, site: Site, texts: &[String]) -> Result<Self> {
+        if texts.is_empty() {
+            return Err(Error::invalid("search needs at least one text"));
+        }
+        let (mean, fired) = mean_maxima(model, sae, site, texts)?;
+        Ok(TextMaxima { mean, fired })
+    }
+}
+
 /// The `k` features scoring highest on `texts`: by their mean per-text
 /// maximum, minus the same over `negatives` when given (features of what the
 /// texts share, not of text in general).
@@ -87,17 +104,27 @@ pub fn search(
     negatives: &[String],
     k: usize,
 ) -> Result<Vec<SearchHit>> {
-    if texts.is_empty() {
-        return Err(Error::invalid("search needs at least one text"));
-    }
-    let (positive, fired) = mean_maxima(model, sae, site, texts)?;
+    let positive = TextMaxima::of(model, sae, site, texts)?;
     let negative = if negatives.is_empty() {
-        positive.f_zeros_like()?
+        None
     } else {
-        mean_maxima(model, sae, site, negatives)?.0
+        Some(TextMaxima::of(model, sae, site, negatives)?)
     };
-    let score = positive.f_sub(&negative)?;
-    let k = (k as i64).min(sae.cfg.n_features);
+    rank(&positive, negative.as_ref(), k)
+}
+
+/// The `k` best features of `positive` against `negative` (see [`search`]).
+pub fn rank(
+    positive: &TextMaxima,
+    negative: Option<&TextMaxima>,
+    k: usize,
+) -> Result<Vec<SearchHit>> {
+    let negative = match negative {
+        Some(n) => n.mean.shallow_clone(),
+        None => positive.mean.f_zeros_like()?,
+    };
+    let score = positive.mean.f_sub(&negative)?;
+    let k = (k as i64).min(score.size()[0]);
     let (_, best) = score.f_topk(k, 0, true, true)?;
     let pick = |t: &Tensor| -> Result<Vec<f64>> {
         let v: Vec<f32> = Vec::try_from(&t.f_index_select(0, &best)?.f_to(tch::Device::Cpu)?)?;
@@ -105,9 +132,9 @@ pub fn search(
     };
     let (scores, pos, neg, fired) = (
         pick(&score)?,
-        pick(&positive)?,
+        pick(&positive.mean)?,
         pick(&negative)?,
-        pick(&fired)?,
+        pick(&positive.fired)?,
     );
     let features: Vec<i64> = Vec::try_from(&best.f_to(tch::Device::Cpu)?)?;
     Ok((0..features.len())

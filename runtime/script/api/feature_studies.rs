@@ -1,7 +1,9 @@
 //! The paper's studies of features from scripts: specificity with any
 //! rater (a closure, a concept's strings, a language model called from a
 //! closure), a map of decoder directions, and completeness.
+use crate::core::analysis::feature_map::{self, MapOptions};
 use crate::core::analysis::{self, ConceptRater, Context, Rater, SpecificityBin};
+use crate::core::plot::{Figure, FigureOptions, SeriesStyle};
 use crate::script::api::activations::ScriptStore;
 use crate::script::api::features::{example_options, model_option, records_option};
 use crate::script::api::sae::Sae;
@@ -9,6 +11,7 @@ use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext, INT};
+use std::path::Path;
 
 /// A rater written in Rhai: `|context, token, activation| -> 0..3`.
 struct ClosureRater<'a> {
@@ -39,6 +42,38 @@ fn bins_map(bins: &[SpecificityBin]) -> Array {
             m.insert("scores".into(), Dynamic::from(scores));
             m.insert("mean".into(), Dynamic::from(b.mean()));
             Dynamic::from(m)
+        })
+        .collect()
+}
+
+/// A map's labelled points: `[#{sae, feature, name}]`.
+fn map_labels(opts: &Map, saes: usize) -> ScriptResult<Vec<(usize, i64, String)>> {
+    let Some(labels) = opts.get("labels") else {
+        return Ok(Vec::new());
+    };
+    let labels = labels.clone().into_array().map_err(|t| {
+        runtime_error(format!(
+            "feature_map: labels must be an array of maps, got {t}"
+        ))
+    })?;
+    crate::script::convert::rows_of_maps(&labels, "feature_map labels")?
+        .iter()
+        .map(|m| {
+            let o = Options::new(m, "feature_map label", &["sae", "feature", "name"])?;
+            let sae = o.int("sae", 0)?;
+            let sae = usize::try_from(sae)
+                .ok()
+                .filter(|&s| s < saes)
+                .ok_or_else(|| {
+                    runtime_error(format!(
+                        "feature_map: label sae {sae} is not one of the {saes} SAEs"
+                    ))
+                })?;
+            let feature = o.int("feature", -1)?;
+            let name = o
+                .string("name")?
+                .unwrap_or_else(|| format!("feature {feature}"));
+            Ok((sae, feature, name))
         })
         .collect()
 }
@@ -109,6 +144,269 @@ pub mod feature_studies_api {
             let figure = crate::core::dashboard::figures::specificity_figure(&bins, &title)?;
             figure
                 .save(std::path::Path::new(&path))
+                .map_err(crate::core::Error::from)?;
+            crate::script::console::record_image(path.clone().into());
+            out.insert("plot".into(), Dynamic::from(path));
+        }
+        Ok(out)
+    }
+
+    /// A map of features: a 2-D t-SNE layout of the decoder directions of one or several SAEs (started from their
+    /// principal components, so it repeats exactly), saved as PNG/SVG, coloured by SAE. Options: labels
+    /// (`[#{sae, feature, name}]`: points drawn and named in the legend), perplexity (30), epochs (750), title,
+    /// threads (1: the map repeats exactly; more is faster but moves points between runs),
+    /// check_k (10: neighbours for the preservation score). Returns `#{x, y, sae, feature, preservation,
+    /// pca_preservation, seconds}`: preservation is the mean fraction of each feature's 10 nearest by cosine kept
+    /// among its 10 nearest on the map (PCA's for comparison).
+    /// `feature_map([s_1k, s_4k], "runs/map.png", #{labels: [#{sae: 0, feature: 12, name: "French"}]})`
+    #[rhai_fn(return_raw)]
+    pub fn feature_map(saes: Array, path: &str, opts: Map) -> ScriptResult<Map> {
+        let o = Options::new(
+            &opts,
+            "feature_map",
+            &[
+                "labels",
+                "perplexity",
+                "epochs",
+                "title",
+                "check_k",
+                "threads",
+            ],
+        )?;
+        let saes: Vec<Sae> = saes
+            .into_iter()
+            .map(|s| {
+                s.try_cast::<Sae>()
+                    .ok_or_else(|| runtime_error("feature_map: give an array of SAEs"))
+            })
+            .collect::<ScriptResult<_>>()?;
+        if saes.is_empty() {
+            return Err(runtime_error("feature_map: give at least one SAE"));
+        }
+        let labels = map_labels(&opts, saes.len())?;
+        let mut directions = Vec::new();
+        let mut owner = Vec::new();
+        for (i, s) in saes.iter().enumerate() {
+            let sae = s.borrow();
+            if sae.cfg.d_in != saes[0].borrow().cfg.d_in {
+                return Err(runtime_error("feature_map: the SAEs read different widths"));
+            }
+            directions.push(
+                analysis::neighbors::unit_directions(&sae)?
+                    .f_to(tch::Device::Cpu)
+                    .map_err(crate::core::Error::from)?,
+            );
+            owner.extend((0..sae.cfg.n_features).map(|f| (i, f)));
+        }
+        for (sae, feature, _) in &labels {
+            let n = saes[*sae].borrow().cfg.n_features;
+            if *feature < 0 || *feature >= n {
+                return Err(runtime_error(format!(
+                    "feature_map: feature {feature} is out of range for SAE {sae} ({n} features)"
+                )));
+            }
+        }
+        let directions = tch::Tensor::f_cat(&directions, 0).map_err(crate::core::Error::from)?;
+        let options = MapOptions {
+            perplexity: o.f64("perplexity", 30.0)? as f32,
+            epochs: o.positive("epochs", 750)?,
+            threads: o.positive("threads", 1)?,
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let layout = feature_map::embed(&directions, &options)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let k = o.positive("check_k", 10)? as i64;
+        let preservation = feature_map::neighbour_preservation(&directions, &layout, k)?;
+        let pca = feature_map::neighbour_preservation(
+            &directions,
+            &feature_map::pca_embed(&directions)?,
+            k,
+        )?;
+        let mut figure = Figure::new(FigureOptions {
+            title: Some(
+                o.string("title")?
+                    .unwrap_or_else(|| "feature map (t-SNE of decoder directions)".into()),
+            ),
+            width: 900,
+            height: 800,
+            ..Default::default()
+        });
+        for (i, s) in saes.iter().enumerate() {
+            let (xs, ys): (Vec<f64>, Vec<f64>) = layout
+                .iter()
+                .zip(&owner)
+                .filter(|(_, (sae, _))| *sae == i)
+                .map(|(&(x, y), _)| (x as f64, y as f64))
+                .unzip();
+            let label = format!("SAE {} ({} features)", i + 1, s.borrow().cfg.n_features);
+            figure
+                .scatter(&xs, &ys, SeriesStyle::labelled(label))
+                .map_err(crate::core::Error::from)?;
+        }
+        for (sae, feature, name) in &labels {
+            let at = owner
+                .iter()
+                .position(|&(s, f)| s == *sae && f == *feature)
+                .unwrap_or(0);
+            let (x, y) = layout[at];
+            figure
+                .scatter(
+                    &[x as f64],
+                    &[y as f64],
+                    SeriesStyle::labelled(format!("{name} (SAE {}, #{feature})", sae + 1)),
+                )
+                .map_err(crate::core::Error::from)?;
+        }
+        figure
+            .save(Path::new(path))
+            .map_err(crate::core::Error::from)?;
+        crate::script::console::record_image(path.into());
+        let column = |f: &dyn Fn(usize) -> Dynamic| -> Array { (0..layout.len()).map(f).collect() };
+        let mut out = Map::new();
+        out.insert(
+            "x".into(),
+            Dynamic::from(column(&|i| Dynamic::from(layout[i].0 as f64))),
+        );
+        out.insert(
+            "y".into(),
+            Dynamic::from(column(&|i| Dynamic::from(layout[i].1 as f64))),
+        );
+        out.insert(
+            "sae".into(),
+            Dynamic::from(column(&|i| Dynamic::from(owner[i].0 as INT))),
+        );
+        out.insert(
+            "feature".into(),
+            Dynamic::from(column(&|i| Dynamic::from(owner[i].1))),
+        );
+        out.insert("preservation".into(), Dynamic::from(preservation));
+        out.insert("pca_preservation".into(), Dynamic::from(pca));
+        out.insert("seconds".into(), Dynamic::from(seconds));
+        Ok(out)
+    }
+
+    /// `feature_map` with every default.
+    #[rhai_fn(name = "feature_map", return_raw)]
+    pub fn feature_map_default(saes: Array, path: &str) -> ScriptResult<Map> {
+        feature_map(saes, path, Map::new())
+    }
+
+    /// Completeness as in the paper: for concepts named by strings (`#{France: ["France", "French"], ...}`), their
+    /// frequency in the corpus and whether each SAE has a feature for them (the contrastive search over corpus
+    /// snippets that mention them against snippets that do not; a feature passes when it fires on >= 75% of the
+    /// snippets and its mean maximum on the others is <= 20% of that). Options: plot (path), bins (4), chars
+    /// (2000000 scanned), snippets (8), layer/hook. Returns `#{concepts: [#{name, occurrences, frequency,
+    /// has_feature: [..per SAE], feature: [..]}], tokens, plot}`.
+    /// `completeness([s_1k, s_4k], m, demo_corpus(), #{France: ["France"], Japan: ["Japan"]}, #{plot: "c.png"})`
+    #[rhai_fn(return_raw)]
+    pub fn completeness(
+        saes: Array,
+        model: crate::script::api::model::ScriptModel,
+        corpus: crate::script::api::activations::ScriptCorpus,
+        concepts: Map,
+        opts: Map,
+    ) -> ScriptResult<Map> {
+        #[rustfmt::skip]
+        let o = Options::new(&opts, "completeness", &["plot", "bins", "chars", "snippets", "layer", "hook"])?;
+        let saes: Vec<Sae> = saes
+            .into_iter()
+            .map(|s| {
+                s.try_cast::<Sae>()
+                    .ok_or_else(|| runtime_error("completeness: give an array of SAEs"))
+            })
+            .collect::<ScriptResult<_>>()?;
+        let concepts = concepts
+            .into_iter()
+            .map(|(name, strings)| {
+                let strings = strings.into_array().map_err(|t| {
+                    runtime_error(format!(
+                        "completeness: concept {name} must be an array of strings, got {t}"
+                    ))
+                })?;
+                let strings = strings
+                    .into_iter()
+                    .map(|s| {
+                        s.into_string().map_err(|t| {
+                            runtime_error(format!("concept strings must be strings, got {t}"))
+                        })
+                    })
+                    .collect::<ScriptResult<Vec<_>>>()?;
+                Ok(analysis::completeness::Concept {
+                    name: name.to_string(),
+                    strings,
+                })
+            })
+            .collect::<ScriptResult<Vec<_>>>()?;
+        if saes.is_empty() || concepts.is_empty() {
+            return Err(runtime_error(
+                "completeness: give at least one SAE and one concept",
+            ));
+        }
+        let d = analysis::completeness::CompletenessOptions::default();
+        let options = analysis::completeness::CompletenessOptions {
+            max_chars: o.positive("chars", d.max_chars as i64)?,
+            snippets: o.positive("snippets", d.snippets as i64)?,
+            ..d
+        };
+        let counts = analysis::completeness::count_concepts(&model, &corpus, &concepts, &options)?;
+        let mut found = Vec::new();
+        for s in &saes {
+            let sae = s.borrow();
+            let site = crate::script::api::analysis::sae_site(&model, &sae, &o)?;
+            found.push(analysis::completeness::concept_features(
+                &model, &sae, site, &concepts, &counts, &options,
+            )?);
+        }
+        let rows: Array = concepts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut m = Map::new();
+                m.insert("name".into(), Dynamic::from(c.name.clone()));
+                m.insert(
+                    "occurrences".into(),
+                    Dynamic::from(counts.occurrences[i] as INT),
+                );
+                m.insert("frequency".into(), Dynamic::from(counts.frequency(i)));
+                let has: Array = found
+                    .iter()
+                    .map(|f| Dynamic::from(f[i].has_feature))
+                    .collect();
+                let feature: Array = found
+                    .iter()
+                    .map(|f| {
+                        f[i].best
+                            .map_or(Dynamic::UNIT, |h| Dynamic::from(h.feature))
+                    })
+                    .collect();
+                m.insert("has_feature".into(), Dynamic::from(has));
+                m.insert("feature".into(), Dynamic::from(feature));
+                Dynamic::from(m)
+            })
+            .collect();
+        let mut out = Map::new();
+        out.insert("concepts".into(), Dynamic::from(rows));
+        out.insert("tokens".into(), Dynamic::from(counts.tokens as INT));
+        if let Some(path) = o.string("plot")? {
+            let frequencies: Vec<f64> = (0..concepts.len()).map(|i| counts.frequency(i)).collect();
+            let per_sae: Vec<(String, Vec<bool>)> = saes
+                .iter()
+                .zip(&found)
+                .map(|(s, f)| {
+                    (
+                        format!("{} features", s.borrow().cfg.n_features),
+                        f.iter().map(|c| c.has_feature).collect(),
+                    )
+                })
+                .collect();
+            let figure = crate::core::dashboard::figures::completeness_figure(
+                &frequencies,
+                &per_sae,
+                o.positive("bins", 4)?,
+            )?;
+            figure
+                .save(Path::new(&path))
                 .map_err(crate::core::Error::from)?;
             crate::script::console::record_image(path.clone().into());
             out.insert("plot".into(), Dynamic::from(path));
