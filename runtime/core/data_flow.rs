@@ -25,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
         "precision",
         "cuda",
         "optim",
+        "options",
         "tensor_io",
         "tensor_format",
     ],

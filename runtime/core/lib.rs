@@ -11,6 +11,7 @@ pub mod fs;
 pub mod interrupt;
 pub mod model;
 pub mod optim;
+pub mod options;
 pub mod plot;
 pub mod precision;
 pub mod progress;

@@ -1,8 +1,9 @@
 //! Rhai option maps turned into an SAE's configuration, a training run's
 //! configuration and the options of one loss evaluation.
+use crate::core::options::OptionMap;
 use crate::core::precision::Precision;
 use crate::core::sae::trainer::{DeadFeatureRemedy, TrainConfig};
-use crate::core::sae::{self, init::DecoderBiasInit, SaeConfig};
+use crate::core::sae::{self, init::DecoderBiasInit, ArchitectureConfig, SaeConfig};
 use crate::core::tensor::parse_device;
 use crate::core::Tensor;
 use crate::script::convert::Options;
@@ -18,15 +19,24 @@ fn precision(o: &Options, default: Precision) -> ScriptResult<Precision> {
     })
 }
 
+/// The options every architecture shares; each architecture adds its own
+/// (see [`sae_keys`]).
 #[rustfmt::skip]
-pub(crate) const SAE_KEYS: &[&str] = &[
-    "d_in", "n_features", "kind", "k", "l1", "k_aux", "aux_coefficient", "apply_b_dec_to_input",
-    "decoder_init_norm", "jumprelu_threshold", "jumprelu_bandwidth", "device", "model_name",
-    "hook_name", "context_size", "prepend_bos", "dataset_path",
+const SHARED_SAE_KEYS: &[&str] = &[
+    "d_in", "n_features", "kind", "apply_b_dec_to_input", "decoder_init_norm", "device",
+    "model_name", "hook_name", "context_size", "prepend_bos", "dataset_path",
 ];
 
+/// Every option `sae(...)` takes: the shared ones and those of any architecture.
+pub(crate) fn sae_keys() -> Vec<&'static str> {
+    let mut keys = SHARED_SAE_KEYS.to_vec();
+    keys.extend(ArchitectureConfig::all_option_keys());
+    keys
+}
+
 pub(crate) fn sae_config(opts: &Map) -> ScriptResult<SaeConfig> {
-    let o = Options::new(opts, "sae", SAE_KEYS)?;
+    let known = sae_keys();
+    let o = Options::new(opts, "sae", &known)?;
     let required = |key: &str| -> ScriptResult<i64> {
         if !o.has(key) {
             return Err(runtime_error(format!(
@@ -37,14 +47,15 @@ pub(crate) fn sae_config(opts: &Map) -> ScriptResult<SaeConfig> {
     };
     let kind = o.string("kind")?.unwrap_or_else(|| "relu".to_string());
     let mut cfg = SaeConfig::new(&kind, required("d_in")?, required("n_features")?)?;
-    cfg.k = o.int("k", cfg.k)?;
-    cfg.l1_coefficient = o.f64("l1", cfg.l1_coefficient)?;
-    cfg.k_aux = o.int("k_aux", cfg.k_aux)?;
-    cfg.aux_coefficient = o.f64("aux_coefficient", cfg.aux_coefficient)?;
+    let mut own = OptionMap::new();
+    for (key, value) in opts {
+        if !SHARED_SAE_KEYS.contains(&key.as_str()) {
+            own.insert(key.to_string(), rhai::serde::from_dynamic(value)?);
+        }
+    }
+    cfg.architecture.apply_options(&own)?;
     cfg.apply_b_dec_to_input = o.bool("apply_b_dec_to_input", cfg.apply_b_dec_to_input)?;
     cfg.decoder_init_norm = o.f64("decoder_init_norm", cfg.decoder_init_norm)?;
-    cfg.jumprelu_init_threshold = o.f64("jumprelu_threshold", cfg.jumprelu_init_threshold)?;
-    cfg.jumprelu_bandwidth = o.f64("jumprelu_bandwidth", cfg.jumprelu_bandwidth)?;
     if let Some(device) = o.string("device")? {
         cfg.device = parse_device(&device)?;
     }

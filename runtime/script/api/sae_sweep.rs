@@ -2,12 +2,12 @@
 //! trains a fresh SAE on an activation store or tensor, evaluates it (on
 //! held-out activations when given), counts its training compute, and
 //! appends one CSV row as soon as it finishes, so a killed sweep resumes.
-use super::sae::{sae_config, source_from, train_config, SAE_KEYS, TRAIN_KEYS};
+use super::sae::{sae_config, sae_keys, source_from, train_config, TRAIN_KEYS};
 use crate::core::rng;
 use crate::core::sae::metrics::{self, Evaluation};
 use crate::core::sae::trainer::{self, TrainReport};
 use crate::core::sae::Sae;
-use crate::core::scaling::{self, SaeKind};
+use crate::core::scaling;
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::{Array, Dynamic, Map};
@@ -113,7 +113,7 @@ impl SweepSpec {
             self.d_in as usize,
             sae.cfg.n_features as usize,
             report.tokens as f64,
-            flops_kind(&sae),
+            &sae.cfg.architecture,
         )
         .map_err(|e| runtime_error(format!("sweep: {e}")))?;
         if let Some(dir) = &self.save_dir {
@@ -136,8 +136,9 @@ impl SweepSpec {
             .entry("d_in".into())
             .or_insert_with(|| Dynamic::from(self.d_in));
         let (mut sae_opts, mut train_opts) = (Map::new(), Map::new());
+        let sae_keys = sae_keys();
         for (key, value) in merged {
-            if SAE_KEYS.contains(&key.as_str()) {
+            if sae_keys.contains(&key.as_str()) {
                 sae_opts.insert(key, value);
             } else if TRAIN_KEYS.contains(&key.as_str()) {
                 train_opts.insert(key, value);
@@ -145,7 +146,7 @@ impl SweepSpec {
                 return Err(runtime_error(format!(
                     "sweep: unknown option or grid key '{key}' (sweep options: {}; SAE options: {}; training options: {})",
                     SWEEP_KEYS.join(", "),
-                    SAE_KEYS.join(", "),
+                    sae_keys.join(", "),
                     TRAIN_KEYS.join(", ")
                 )));
             }
@@ -171,7 +172,7 @@ fn result_row(
     seconds: f64,
 ) -> Map {
     let mut row = Map::new();
-    row.insert("kind".into(), sae.cfg.architecture.clone().into());
+    row.insert("kind".into(), sae.cfg.architecture.name().into());
     row.insert("n_features".into(), Dynamic::from(sae.cfg.n_features));
     row.insert("steps".into(), Dynamic::from(report.steps as i64));
     row.insert("tokens".into(), Dynamic::from(report.tokens as i64));
@@ -188,17 +189,6 @@ fn result_row(
         row.insert(key.into(), Dynamic::from(value));
     }
     row
-}
-
-/// The training-compute formula for this SAE's architecture.
-fn flops_kind(sae: &Sae) -> SaeKind {
-    if sae.cfg.architecture == "topk" {
-        SaeKind::TopK {
-            k: sae.cfg.k as usize,
-        }
-    } else {
-        SaeKind::Relu
-    }
 }
 
 /// A folder-safe name for a run from its settings: `lr=0.001_n_features=512_steps=100`.
