@@ -6,8 +6,10 @@
 //! `sae: unknown option 'bogus' (known: d_in, n_features, ...)`.
 use crate::{Error, Result};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+use std::fmt::Display;
+use std::str::FromStr;
 
 /// Options by name, as a script or a JSON file gives them.
 pub type OptionMap = Map<String, Value>;
@@ -41,6 +43,20 @@ pub fn overlay<T: Serialize + DeserializeOwned>(
     };
     merged.extend(options.iter().map(|(k, v)| (k.clone(), v.clone())));
     from_options(context, &merged)
+}
+
+/// For `#[serde(default, deserialize_with = "by_name")]` on an optional
+/// setting named by a string ("bf16", "auxk"): parsed by its `FromStr`, so
+/// the parser's own message, which lists the known names, reaches the user.
+pub fn by_name<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: Display,
+{
+    Option::<String>::deserialize(d)?
+        .map(|name| name.parse().map_err(de::Error::custom))
+        .transpose()
 }
 
 /// The option names a config struct accepts (serde's field names, after
@@ -136,6 +152,7 @@ fn readable(message: &str) -> String {
         "u64" | "u32" | "usize" => "an integer >= 0",
         "i64" | "i32" | "isize" => "an integer",
         "a boolean" => "true or false",
+        "a nonzero usize" => "a positive integer",
         other => other,
     };
     format!("must be {expected}, got {got}")

@@ -1,5 +1,6 @@
 //! Conversions between Rhai values (arrays, maps, numbers) and core types:
 //! shapes, flat f64 data, nested arrays and option maps.
+use crate::core::options::OptionMap;
 use crate::core::Tensor;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::{Array, Dynamic, Map, FLOAT, INT};
@@ -184,6 +185,44 @@ pub fn number(value: &Dynamic) -> Option<f64> {
         .as_float()
         .ok()
         .or_else(|| value.as_int().ok().map(|i| i as f64))
+}
+
+/// A Rhai option map as core reads options: JSON values by key, which
+/// core's configs deserialise with serde (an integer fills a float there, a
+/// float where an integer belongs is refused), naming the key of any bad
+/// option. A float JSON cannot hold (NaN, ±inf) is refused here, where the
+/// key is still known, rather than read as "absent".
+pub fn option_map(map: &Map, context: &str) -> ScriptResult<OptionMap> {
+    map.iter()
+        .map(|(key, value)| {
+            if let Some(bad) = non_finite(value) {
+                return Err(runtime_error(format!(
+                    "{context}: option '{key}' must be a finite number, got {bad}"
+                )));
+            }
+            let json = rhai::serde::from_dynamic::<serde_json::Value>(value).map_err(|_| {
+                runtime_error(format!(
+                    "{context}: option '{key}' cannot be a {}",
+                    value.type_name()
+                ))
+            })?;
+            Ok((key.to_string(), json))
+        })
+        .collect()
+}
+
+/// The first NaN or infinity in a value or the arrays and maps inside it.
+fn non_finite(value: &Dynamic) -> Option<FLOAT> {
+    if let Ok(f) = value.as_float() {
+        return (!f.is_finite()).then_some(f);
+    }
+    if let Some(array) = value.read_lock::<Array>() {
+        return array.iter().find_map(non_finite);
+    }
+    if let Some(map) = value.read_lock::<Map>() {
+        return map.values().find_map(non_finite);
+    }
+    None
 }
 
 /// Typed access to an options map (`#{lr: 1e-3, steps: 100}`), rejecting

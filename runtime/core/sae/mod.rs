@@ -24,6 +24,7 @@ pub mod config;
 pub mod init;
 pub mod jumprelu;
 pub mod metrics;
+pub mod options;
 pub mod relu;
 pub mod resample;
 pub mod source;

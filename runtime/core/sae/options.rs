@@ -224,8 +224,8 @@ mod tests {
         assert_eq!(cfg.architecture.options()["k"], 4);
         assert!(cfg.apply_b_dec_to_input, "TopK's default");
         assert_eq!(cfg.metadata.prepend_bos, Some(false));
-        let relu = SaeConfig::from_options(&map(json!({"d_in": 8, "n_features": 16, "k": 4})))
-            .unwrap();
+        let relu =
+            SaeConfig::from_options(&map(json!({"d_in": 8, "n_features": 16, "k": 4}))).unwrap();
         assert_eq!(relu.architecture.name(), "relu");
         let err = SaeConfig::from_options(&map(json!({"d_in": 8, "n_features": 16, "bogus": 1})))
             .unwrap_err()
@@ -251,6 +251,9 @@ mod tests {
         let err = TrainConfig::from_options("train", &map(json!({"betas": [0.9]})))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("train: betas must have two values, got 1"), "{err}");
+        assert!(
+            err.contains("train: betas must have two values, got 1"),
+            "{err}"
+        );
     }
 }

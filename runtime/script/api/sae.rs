@@ -7,7 +7,7 @@ use crate::script::api::activations::ScriptStore;
 use crate::script::api::model::ScriptModel;
 use crate::script::api::sae_model::{ce_options, insert_ce, measure as measure_ce};
 use crate::script::api::sae_options::loss_options;
-pub(crate) use crate::script::api::sae_options::{sae_config, sae_keys, train_config, TRAIN_KEYS};
+pub(crate) use crate::script::api::sae_options::{sae_config, train_config};
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;

@@ -2,11 +2,13 @@
 //! trains a fresh SAE on an activation store or tensor, evaluates it (on
 //! held-out activations when given), counts its training compute, and
 //! appends one CSV row as soon as it finishes, so a killed sweep resumes.
-use super::sae::{sae_config, sae_keys, source_from, train_config, TRAIN_KEYS};
+use super::sae::{sae_config, source_from, train_config};
 use crate::core::rng;
 use crate::core::sae::metrics::{self, Evaluation};
+use crate::core::sae::trainer::TrainConfig;
 use crate::core::sae::trainer::{self, TrainReport};
 use crate::core::sae::Sae;
+use crate::core::sae::SaeConfig;
 use crate::core::scaling;
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
@@ -136,18 +138,19 @@ impl SweepSpec {
             .entry("d_in".into())
             .or_insert_with(|| Dynamic::from(self.d_in));
         let (mut sae_opts, mut train_opts) = (Map::new(), Map::new());
-        let sae_keys = sae_keys();
+        let sae_keys = SaeConfig::option_keys();
+        let train_keys = TrainConfig::option_keys();
         for (key, value) in merged {
             if sae_keys.contains(&key.as_str()) {
                 sae_opts.insert(key, value);
-            } else if TRAIN_KEYS.contains(&key.as_str()) {
+            } else if train_keys.contains(&key.as_str()) {
                 train_opts.insert(key, value);
             } else {
                 return Err(runtime_error(format!(
                     "sweep: unknown option or grid key '{key}' (sweep options: {}; SAE options: {}; training options: {})",
                     SWEEP_KEYS.join(", "),
                     sae_keys.join(", "),
-                    TRAIN_KEYS.join(", ")
+                    train_keys.join(", ")
                 )));
             }
         }
