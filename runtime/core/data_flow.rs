@@ -36,9 +36,10 @@ const LAYERS: &[&[&str]] = &[
     &["model"],
     &["activations"],
     &["sae"],
-    // What is made of trained SAEs: fits over many runs, and interventions
-    // and attributions with one.
-    &["scaling", "analysis"],
+    // What is made of trained SAEs: fits over many runs, sweeps that train
+    // and measure many (counting their compute), and interventions and
+    // attributions with one.
+    &["scaling", "analysis", "sweep"],
     &["plot"],
 ];
 

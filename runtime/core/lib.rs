@@ -18,6 +18,7 @@ pub mod progress;
 pub mod rng;
 pub mod sae;
 pub mod scaling;
+pub mod sweep;
 pub mod tensor;
 pub mod tensor_format;
 pub mod tensor_io;

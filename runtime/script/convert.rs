@@ -1,6 +1,7 @@
 //! Conversions between Rhai values (arrays, maps, numbers) and core types:
 //! shapes, flat f64 data, nested arrays and option maps.
 use crate::core::options::OptionMap;
+use crate::core::sweep::{Cell, Scalar};
 use crate::core::Tensor;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::{Array, Dynamic, Map, FLOAT, INT};
@@ -333,27 +334,18 @@ pub fn rows_of_maps(rows: &Array, what: &str) -> ScriptResult<Vec<Map>> {
         .collect()
 }
 
-/// The union of the rows' keys, in the order first seen.
-pub fn columns_of(rows: &[Map]) -> Vec<String> {
-    let mut columns: Vec<String> = Vec::new();
-    for key in rows.iter().flat_map(|m| m.keys()) {
-        if !columns.iter().any(|c| c == key.as_str()) {
-            columns.push(key.to_string());
-        }
-    }
-    columns
+/// Text from outside (a CSV cell, `--set name=value`) as the value it spells:
+/// an integer, a float, a boolean, or else the text itself (core's rule).
+pub fn parse_scalar(text: &str) -> Dynamic {
+    scalar_value(Scalar::parse(text))
 }
 
-/// Text from outside (a CSV cell, `--set name=value`) as the value it spells:
-/// an integer, a float, a boolean, or else the text itself.
-pub fn parse_scalar(text: &str) -> Dynamic {
-    if let Ok(i) = text.parse::<INT>() {
-        Dynamic::from(i)
-    } else if let Ok(f) = text.parse::<FLOAT>() {
-        Dynamic::from(f)
-    } else if let Ok(b) = text.parse::<bool>() {
-        Dynamic::from(b)
-    } else {
-        Dynamic::from(text.to_string())
+/// A core scalar (a sweep's setting or result) as a script value.
+pub fn scalar_value(value: Scalar) -> Dynamic {
+    match value {
+        Scalar::Int(i) => Dynamic::from(i),
+        Scalar::Float(f) => Dynamic::from(f),
+        Scalar::Bool(b) => Dynamic::from(b),
+        Scalar::Text(t) => Dynamic::from(t),
     }
 }

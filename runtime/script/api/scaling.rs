@@ -237,24 +237,18 @@ pub mod scaling_api {
         run: FnPtr,
         csv: &str,
     ) -> ScriptResult<Array> {
-        let points = crate::script::sweep::points_of(&grid)?;
-        crate::script::sweep::run_sweep(points, Some(csv), |point| {
-            let result: Dynamic = run.call_within_context(&ctx, (Dynamic::from(point.clone()),))?;
-            result
-                .try_cast::<Map>()
-                .ok_or_else(|| runtime_error("sweep: the run closure must return a map of results"))
-        })
+        crate::script::sweep::sweep_with_closure(&ctx, &grid, &run, csv)
     }
 
     /// Reads a CSV file with a header row into an array of maps (numbers parsed).
     #[rhai_fn(return_raw)]
     pub fn read_csv(path: &str) -> ScriptResult<Array> {
-        crate::script::csv_rows::read(path)
+        crate::script::sweep::read_csv(path)
     }
 
     /// Writes an array of maps as CSV (header from the keys), atomically.
     #[rhai_fn(return_raw)]
     pub fn write_csv(path: &str, rows: Array) -> ScriptResult<()> {
-        crate::script::csv_rows::write(path, &rows)
+        crate::script::sweep::write_csv(path, &rows)
     }
 }
