@@ -7,7 +7,7 @@ use crate::model::with_model;
 use crate::support::{eval, eval_err};
 use saelab::core::analysis::{attribute, AttributionOptions};
 use saelab::core::model::{Edit, Hooks, Logits, Model, Site};
-use saelab::core::sae::{Sae, SaeConfig};
+use saelab::core::sae::{ArchitectureConfig, Sae, SaeConfig};
 use tch::Tensor;
 
 /// A TopK SAE trained briefly on 4,096 harvested rows of layer 15, in `dir`.
@@ -145,7 +145,9 @@ fn attributions_add_up_to_the_linearised_change_and_predict_small_ablations() {
     with_model(|model| {
         saelab::core::rng::seed(0);
         let mut cfg = SaeConfig::new("topk", 576, 256).unwrap();
-        cfg.k = 16;
+        if let ArchitectureConfig::TopK(topk) = &mut cfg.architecture {
+            topk.k = 16;
+        }
         let sae = Sae::new(cfg).unwrap();
         let site = Site::resid_pre(15);
         let tokens = model.encode("The capital of France is").unwrap();

@@ -98,3 +98,39 @@ fn missing_script_is_an_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/script.rhai"));
 }
+
+#[test]
+fn bad_options_name_the_key_and_keep_the_script_position() {
+    let err = eval_err("sae(#{d_in: 4, n_features: 8, bogus: 1})");
+    assert!(
+        err.contains("sae: unknown option 'bogus'") && err.contains("(line 1, position 1)"),
+        "{err}"
+    );
+    let train = |options: &str| {
+        eval_err(&format!(
+            "let s = sae(#{{d_in: 4, n_features: 8}});\ns.train(randn([64, 4]), #{{{options}}})"
+        ))
+    };
+    let err = train("lr: \"fast\"");
+    assert!(
+        err.contains("train: option 'lr' must be a number, got string \"fast\"")
+            && err.contains("(line 2, position 3)"),
+        "{err}"
+    );
+    let err = train("steps: 1000.0");
+    assert!(
+        err.contains("option 'steps' must be an integer >= 0"),
+        "{err}"
+    );
+    let err = train("lr: 0.0 / 0.0");
+    assert!(err.contains("option 'lr' must be a finite number"), "{err}");
+}
+
+#[test]
+fn an_integer_option_fills_a_float_setting() {
+    let steps = crate::support::eval(
+        "let s = sae(#{d_in: 4, n_features: 8, l1: 1, decoder_init_norm: 1});
+         s.train(randn([64, 4]), #{lr: 1, steps: 2, batch_size: 8, progress: false}).steps",
+    );
+    assert_eq!(steps.as_int().unwrap(), 2);
+}

@@ -25,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
         "precision",
         "cuda",
         "optim",
+        "options",
         "tensor_io",
         "tensor_format",
     ],
@@ -35,9 +36,10 @@ const LAYERS: &[&[&str]] = &[
     &["model"],
     &["activations"],
     &["sae"],
-    // What is made of trained SAEs: fits over many runs, and interventions
-    // and attributions with one.
-    &["scaling", "analysis"],
+    // What is made of trained SAEs: fits over many runs, sweeps that train
+    // and measure many (counting their compute), what features mean
+    // (records, search, neurons, maps) and interventions and attributions.
+    &["scaling", "analysis", "sweep"],
     // Pictures and pages of results.
     &["plot", "dashboard"],
 ];

@@ -53,6 +53,14 @@ impl Precision {
     }
 }
 
+impl std::str::FromStr for Precision {
+    type Err = crate::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Self::parse(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

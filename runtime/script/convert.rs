@@ -1,5 +1,7 @@
 //! Conversions between Rhai values (arrays, maps, numbers) and core types:
 //! shapes, flat f64 data, nested arrays and option maps.
+use crate::core::options::OptionMap;
+use crate::core::sweep::{Cell, Scalar};
 use crate::core::Tensor;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::{Array, Dynamic, Map, FLOAT, INT};
@@ -186,6 +188,44 @@ pub fn number(value: &Dynamic) -> Option<f64> {
         .or_else(|| value.as_int().ok().map(|i| i as f64))
 }
 
+/// A Rhai option map as core reads options: JSON values by key, which
+/// core's configs deserialise with serde (an integer fills a float there, a
+/// float where an integer belongs is refused), naming the key of any bad
+/// option. A float JSON cannot hold (NaN, ±inf) is refused here, where the
+/// key is still known, rather than read as "absent".
+pub fn option_map(map: &Map, context: &str) -> ScriptResult<OptionMap> {
+    map.iter()
+        .map(|(key, value)| {
+            if let Some(bad) = non_finite(value) {
+                return Err(runtime_error(format!(
+                    "{context}: option '{key}' must be a finite number, got {bad}"
+                )));
+            }
+            let json = rhai::serde::from_dynamic::<serde_json::Value>(value).map_err(|_| {
+                runtime_error(format!(
+                    "{context}: option '{key}' cannot be a {}",
+                    value.type_name()
+                ))
+            })?;
+            Ok((key.to_string(), json))
+        })
+        .collect()
+}
+
+/// The first NaN or infinity in a value or the arrays and maps inside it.
+fn non_finite(value: &Dynamic) -> Option<FLOAT> {
+    if let Ok(f) = value.as_float() {
+        return (!f.is_finite()).then_some(f);
+    }
+    if let Some(array) = value.read_lock::<Array>() {
+        return array.iter().find_map(non_finite);
+    }
+    if let Some(map) = value.read_lock::<Map>() {
+        return map.values().find_map(non_finite);
+    }
+    None
+}
+
 /// Typed access to an options map (`#{lr: 1e-3, steps: 100}`), rejecting
 /// unknown keys so a typo is an error rather than a silently ignored setting.
 pub struct Options<'a> {
@@ -294,27 +334,18 @@ pub fn rows_of_maps(rows: &Array, what: &str) -> ScriptResult<Vec<Map>> {
         .collect()
 }
 
-/// The union of the rows' keys, in the order first seen.
-pub fn columns_of(rows: &[Map]) -> Vec<String> {
-    let mut columns: Vec<String> = Vec::new();
-    for key in rows.iter().flat_map(|m| m.keys()) {
-        if !columns.iter().any(|c| c == key.as_str()) {
-            columns.push(key.to_string());
-        }
-    }
-    columns
+/// Text from outside (a CSV cell, `--set name=value`) as the value it spells:
+/// an integer, a float, a boolean, or else the text itself (core's rule).
+pub fn parse_scalar(text: &str) -> Dynamic {
+    scalar_value(Scalar::parse(text))
 }
 
-/// Text from outside (a CSV cell, `--set name=value`) as the value it spells:
-/// an integer, a float, a boolean, or else the text itself.
-pub fn parse_scalar(text: &str) -> Dynamic {
-    if let Ok(i) = text.parse::<INT>() {
-        Dynamic::from(i)
-    } else if let Ok(f) = text.parse::<FLOAT>() {
-        Dynamic::from(f)
-    } else if let Ok(b) = text.parse::<bool>() {
-        Dynamic::from(b)
-    } else {
-        Dynamic::from(text.to_string())
+/// A core scalar (a sweep's setting or result) as a script value.
+pub fn scalar_value(value: Scalar) -> Dynamic {
+    match value {
+        Scalar::Int(i) => Dynamic::from(i),
+        Scalar::Float(f) => Dynamic::from(f),
+        Scalar::Bool(b) => Dynamic::from(b),
+        Scalar::Text(t) => Dynamic::from(t),
     }
 }

@@ -4,7 +4,6 @@
 pub mod api;
 pub mod console;
 pub mod convert;
-pub mod csv_rows;
 pub mod display;
 pub mod engine;
 pub mod error;

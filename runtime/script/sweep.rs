@@ -1,17 +1,57 @@
-//! Sweeps: a grid of settings, one run per point, one CSV row per finished
-//! run appended as it finishes, and finished runs skipped on a re-run — so a
-//! killed sweep resumes where it stopped.
-use crate::script::csv_rows;
+//! Sweeps and CSV tables from scripts: Rhai grids, rows and closures
+//! converted for core's sweep engine (`core::sweep`), which does the work.
+use crate::core::sweep::{self, Cell, Row, Scalar};
+use crate::script::convert::{number, parse_scalar, scalar_value};
 use crate::script::error::{runtime_error, ScriptResult};
-use rhai::{Array, Dynamic, Map};
+use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
+use std::collections::BTreeMap;
 use std::path::Path;
+
+/// A script value in a row: compared and written to CSV as the script prints it.
+#[derive(Clone)]
+pub struct ScriptCell(pub Dynamic);
+
+impl Cell for ScriptCell {
+    fn number(&self) -> Option<f64> {
+        number(&self.0)
+    }
+
+    fn text(&self) -> String {
+        self.0.to_string()
+    }
+
+    fn parse(text: &str) -> Self {
+        ScriptCell(parse_scalar(text))
+    }
+}
+
+fn to_row(map: &Map) -> Row<ScriptCell> {
+    map.iter()
+        .map(|(k, v)| (k.to_string(), ScriptCell(v.clone())))
+        .collect()
+}
+
+fn to_map(row: Row<ScriptCell>) -> Dynamic {
+    let map: Map = row.into_iter().map(|(k, v)| (k.into(), v.0)).collect();
+    Dynamic::from_map(map)
+}
 
 /// The runs of a grid: a map of arrays `#{n_features: [256, 512], steps: [100, 1000]}`
 /// gives every combination (in key order, the last key varying fastest); an
 /// array of maps gives exactly those points (an isoFLOP design, say).
-pub fn points_of(grid: &Dynamic) -> ScriptResult<Vec<Map>> {
+pub fn points_of(grid: &Dynamic) -> ScriptResult<Vec<Row<ScriptCell>>> {
     if let Some(map) = grid.read_lock::<Map>() {
-        return grid_points(&map);
+        let mut entries = BTreeMap::new();
+        for (key, values) in map.iter() {
+            let Some(values) = values.read_lock::<Array>() else {
+                return Err(runtime_error(format!(
+                    "sweep: grid entry '{key}' must be an array of values"
+                )));
+            };
+            let cells = values.iter().cloned().map(ScriptCell).collect();
+            entries.insert(key.to_string(), cells);
+        }
+        return Ok(sweep::grid_points(&entries)?);
     }
     let Some(array) = grid.read_lock::<Array>() else {
         return Err(runtime_error(format!(
@@ -26,7 +66,7 @@ pub fn points_of(grid: &Dynamic) -> ScriptResult<Vec<Map>> {
         .iter()
         .enumerate()
         .map(|(i, point)| {
-            point.read_lock::<Map>().map(|m| m.clone()).ok_or_else(|| {
+            point.read_lock::<Map>().map(|m| to_row(&m)).ok_or_else(|| {
                 runtime_error(format!(
                     "sweep: grid point {i} is a {}, not a map",
                     point.type_name()
@@ -36,96 +76,101 @@ pub fn points_of(grid: &Dynamic) -> ScriptResult<Vec<Map>> {
         .collect()
 }
 
-/// Every combination of a grid map `#{n_features: [256, 512], steps: [100, 1000]}`,
-/// in key order with the last key varying fastest.
-pub fn grid_points(grid: &Map) -> ScriptResult<Vec<Map>> {
-    let mut points = vec![Map::new()];
-    for (key, values) in grid {
-        let values = values
-            .read_lock::<Array>()
-            .map(|a| a.clone())
-            .ok_or_else(|| {
-                runtime_error(format!(
-                    "sweep: grid entry '{key}' must be an array of values"
-                ))
-            })?;
-        if values.is_empty() {
-            return Err(runtime_error(format!("sweep: grid entry '{key}' is empty")));
-        }
-        points = points
-            .into_iter()
-            .flat_map(|point| {
-                values.iter().map(move |v| {
-                    let mut next = point.clone();
-                    next.insert(key.clone(), v.clone());
-                    next
-                })
-            })
-            .collect();
-    }
-    Ok(points)
+/// `sweep(grid, |run| ..., csv)`: the closure runs each point not yet in the CSV.
+pub fn sweep_with_closure(
+    ctx: &NativeCallContext,
+    grid: &Dynamic,
+    run: &FnPtr,
+    csv: &str,
+) -> ScriptResult<Array> {
+    let points = points_of(grid)?;
+    let rows = sweep::run_sweep(points, Some(Path::new(csv)), |point| {
+        let result: Dynamic = run.call_within_context(ctx, (to_map(point.clone()),))?;
+        result
+            .read_lock::<Map>()
+            .map(|m| to_row(&m))
+            .ok_or_else(|| runtime_error("sweep: the run closure must return a map of results"))
+    })?;
+    Ok(rows.into_iter().map(to_map).collect())
 }
 
-/// The finished row for `point`, if the CSV already has one: every grid key
-/// must match (numbers compared as numbers, since the CSV stores text).
-pub fn finished_row<'a>(rows: &'a [Map], point: &Map) -> Option<&'a Map> {
-    rows.iter().find(|row| {
-        point
-            .iter()
-            .all(|(k, v)| row.get(k).is_some_and(|r| same_value(r, v)))
-    })
-}
-
-fn same_value(a: &Dynamic, b: &Dynamic) -> bool {
-    match (
-        crate::script::convert::number(a),
-        crate::script::convert::number(b),
-    ) {
-        (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs()),
-        _ => a.to_string() == b.to_string(),
-    }
-}
-
-/// Rows already in the sweep's CSV (none if it does not exist yet).
-pub fn load_rows(csv: &str) -> ScriptResult<Vec<Map>> {
-    if !Path::new(csv).exists() {
-        return Ok(Vec::new());
-    }
-    csv_rows::read(csv)?
-        .into_iter()
-        .map(|r| {
-            r.try_cast::<Map>()
-                .ok_or_else(|| runtime_error("sweep: unreadable CSV row"))
+/// A point of script values as core's scalars (a native sweep's settings).
+pub fn scalar_row(row: &Row<ScriptCell>) -> ScriptResult<Row<Scalar>> {
+    row.iter()
+        .map(|(key, ScriptCell(value))| {
+            let scalar = if let Ok(i) = value.as_int() {
+                Scalar::Int(i)
+            } else if let Some(f) = value.as_float().ok().filter(|f| f.is_finite()) {
+                Scalar::Float(f)
+            } else if let Ok(b) = value.as_bool() {
+                Scalar::Bool(b)
+            } else if let Ok(text) = value.clone().into_string() {
+                Scalar::Text(text)
+            } else {
+                return Err(runtime_error(format!(
+                    "sweep: grid values must be finite numbers, booleans or strings; '{key}' has {value}"
+                )));
+            };
+            Ok((key.clone(), scalar))
         })
         .collect()
 }
 
-/// Runs `run(point)` for every point not yet in `csv`, appending each
-/// result (merged with its point) as soon as it finishes. Without a CSV every
-/// point runs and nothing is written.
-pub fn run_sweep(
-    points: Vec<Map>,
-    csv: Option<&str>,
-    mut run: impl FnMut(&Map) -> ScriptResult<Map>,
-) -> ScriptResult<Array> {
-    let mut rows = match csv {
-        Some(path) => load_rows(path)?,
-        None => Vec::new(),
-    };
-    let mut results = Array::new();
-    for point in points {
-        if let Some(done) = finished_row(&rows, &point) {
-            results.push(done.clone().into());
-            continue;
+/// A row of core's scalars as a script map.
+pub fn scalar_map(row: Row<Scalar>) -> Dynamic {
+    let map: Map = row
+        .into_iter()
+        .map(|(key, value)| (key.into(), scalar_value(value)))
+        .collect();
+    Dynamic::from_map(map)
+}
+
+/// Reads a CSV with a header; cells that parse as integers or floats become numbers.
+pub fn read_csv(path: &str) -> ScriptResult<Array> {
+    let rows = sweep::csv::read_rows::<ScriptCell>(Path::new(path))?;
+    Ok(rows.into_iter().map(to_map).collect())
+}
+
+/// Writes rows (maps) with the union of their keys as the header, atomically.
+pub fn write_csv(path: &str, rows: &Array) -> ScriptResult<()> {
+    let maps = crate::script::convert::rows_of_maps(rows, "write_csv")?;
+    let rows: Vec<Row<ScriptCell>> = maps.iter().map(to_row).collect();
+    Ok(sweep::csv::write_rows(Path::new(path), &rows)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A native sweep's CSV (core's `Scalar`) must read as a script's does.
+    #[test]
+    fn core_writes_floats_as_scripts_print_them() {
+        let values = [
+            0.0,
+            -0.0,
+            1.0,
+            -3.0,
+            0.5,
+            1e-3,
+            5e-5,
+            1.0 / 3.0,
+            12345.678,
+            1e12,
+            9.99e12,
+            1e13,
+            2e15,
+            1e-13,
+            1e-14,
+            6.02e23,
+            f64::NAN,
+            f64::INFINITY,
+        ];
+        for x in values {
+            assert_eq!(
+                Scalar::Float(x).to_string(),
+                Dynamic::from(x).to_string(),
+                "{x}"
+            );
         }
-        let mut row = point.clone();
-        row.extend(run(&point)?);
-        rows.push(row.clone());
-        if let Some(path) = csv {
-            let all: Array = rows.iter().cloned().map(Dynamic::from).collect();
-            csv_rows::write(path, &all)?;
-        }
-        results.push(row.into());
     }
-    Ok(results)
 }

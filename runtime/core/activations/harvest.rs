@@ -6,66 +6,15 @@
 //! A harvest that stops — Ctrl-C, a crash, a full disk — therefore resumes
 //! from the manifest's `windows_done` with nothing lost and nothing twice;
 //! Ctrl-C also writes out the rows already computed before stopping.
-use super::npy::Dtype;
+use super::harvest_options::HarvestOptions;
 use super::pipeline::{self, InFlight, Landed, ShardFiles, ShardWriter};
 use super::store::{scale_for, Manifest, ShardInfo, Store, FORMAT};
 use crate::corpus::{Corpus, Window};
-use crate::model::{HookPoint, Hooks, Model, Site};
+use crate::model::{HookPoint, Hooks, Model};
 use crate::{interrupt, progress, Error, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
-
-/// What to harvest and where.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HarvestOptions {
-    /// The activation to record.
-    pub site: Site,
-    /// Rows to collect (one per text token).
-    pub tokens: usize,
-    /// Tokens per window the model sees.
-    pub context: usize,
-    /// Windows per forward pass.
-    pub batch_size: usize,
-    /// How rows are stored.
-    pub dtype: Dtype,
-    /// The store's folder.
-    pub out: PathBuf,
-    /// Rows per shard (whole windows are kept together, so shards run slightly over).
-    pub shard_rows: usize,
-    /// Leave out rows whose L2 norm exceeds this multiple of the median row
-    /// norm of their window: attention sinks past position 0, whose
-    /// massive activations would otherwise set the scale and dominate an
-    /// SAE's MSE. `None` keeps every row.
-    pub max_norm_ratio: Option<f64>,
-}
-
-impl HarvestOptions {
-    /// Windows per forward pass when none is asked for: 8 on a CPU, where
-    /// larger batches gain nothing; 64 on a GPU, which needs ~8k tokens per
-    /// pass to be busy with a model of SmolLM2-135M's size.
-    pub fn default_batch_size(device: tch::Device) -> usize {
-        if device.is_cuda() {
-            64
-        } else {
-            8
-        }
-    }
-
-    /// Defaults: 128-token windows, batches of 8, f16, ~64 MB shards.
-    pub fn new(site: Site, tokens: usize, out: impl Into<PathBuf>) -> Self {
-        HarvestOptions {
-            site,
-            tokens,
-            context: 128,
-            batch_size: 8,
-            dtype: Dtype::F16,
-            out: out.into(),
-            shard_rows: 1 << 16,
-            max_norm_ratio: None,
-        }
-    }
-}
 
 /// Position 0 of a window sees no context and carries a huge "attention
 /// sink" activation (norm ~100× the rest in SmolLM2's middle layers), and
@@ -511,6 +460,8 @@ fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activations::Dtype;
+    use crate::model::Site;
 
     #[test]
     fn the_last_pass_runs_only_the_windows_it_needs() {

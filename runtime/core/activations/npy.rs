@@ -54,6 +54,14 @@ impl Dtype {
     }
 }
 
+impl std::str::FromStr for Dtype {
+    type Err = crate::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Self::parse(name)
+    }
+}
+
 /// The header of an `.npy` file: dtype, shape and where the data starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Header {

@@ -16,7 +16,7 @@
 //! is always in raw units and save → load is exact.
 //!
 //! Every file is written to a temporary name and renamed into place.
-use super::{canonical_architecture, Sae, SaeConfig, SaeMetadata};
+use super::{Sae, SaeConfig, SaeMetadata};
 use crate::fs::{staging_path, write_atomic};
 use crate::tensor_io::{load_tensors, save_tensors};
 use crate::{Error, Result, Tensor};
@@ -86,24 +86,18 @@ pub fn saelens_cfg(sae: &Sae) -> Value {
             "dataset_path": meta.dataset_path,
         },
     });
-    if sae.architecture().name() == "topk" {
-        value["k"] = json!(cfg.k);
-        value["rescale_acts_by_decoder_norm"] = json!(false);
+    if let Value::Object(fields) = &mut value {
+        sae.architecture().write_saelens_fields(fields);
     }
     value
 }
 
 /// Our settings that SAELens has no key for.
 fn saelab_settings(cfg: &SaeConfig) -> Value {
-    json!({
-        "architecture": cfg.architecture,
-        "l1_coefficient": cfg.l1_coefficient,
-        "k_aux": cfg.k_aux,
-        "aux_coefficient": cfg.aux_coefficient,
-        "decoder_init_norm": cfg.decoder_init_norm,
-        "jumprelu_init_threshold": cfg.jumprelu_init_threshold,
-        "jumprelu_bandwidth": cfg.jumprelu_bandwidth,
-    })
+    let mut settings = cfg.arch().saelab_settings();
+    settings.insert("architecture".into(), json!(cfg.architecture.name()));
+    settings.insert("decoder_init_norm".into(), json!(cfg.decoder_init_norm));
+    Value::Object(settings)
 }
 
 /// Saves an SAE (in raw units, `scale` = 1, unless it is mid-training) with
@@ -179,7 +173,7 @@ pub fn load(dir: &Path, device: tch::Device) -> Result<Sae> {
     let b_enc = find("b_enc", &[n])?;
     let w_dec = find("W_dec", &[n, d])?;
     let b_dec = find("b_dec", &[d])?;
-    let log_threshold = if cfg.architecture == "jumprelu" {
+    let log_threshold = if cfg.arch().threshold_init().is_some() {
         Some(find("threshold", &[n])?.f_clamp_min(1e-30)?.f_log()?)
     } else {
         None
@@ -200,24 +194,10 @@ fn config_from_saelens(fields: &Map<String, Value>, path: &Path) -> Result<SaeCo
         .get("architecture")
         .and_then(Value::as_str)
         .unwrap_or("standard");
-    let mut cfg = SaeConfig::new(
-        canonical_architecture(architecture)?,
-        int("d_in")?,
-        int("d_sae")?,
-    )?;
-    if cfg.architecture == "topk" {
-        cfg.k = int("k")?;
-        if fields
-            .get("rescale_acts_by_decoder_norm")
-            .and_then(Value::as_bool)
-            == Some(true)
-        {
-            return Err(Error::invalid(format!(
-                "{}: TopK SAEs with rescale_acts_by_decoder_norm = true are not supported; fold the decoder norms in SAELens first",
-                path.display()
-            )));
-        }
-    }
+    let mut cfg = SaeConfig::new(architecture, int("d_in")?, int("d_sae")?)?;
+    cfg.architecture
+        .get_mut()
+        .read_saelens_fields(fields, path)?;
     if let Some(apply) = fields.get("apply_b_dec_to_input").and_then(Value::as_bool) {
         cfg.apply_b_dec_to_input = apply;
     }
@@ -247,28 +227,13 @@ fn config_from_saelens(fields: &Map<String, Value>, path: &Path) -> Result<SaeCo
 }
 
 fn apply_saelab_settings(cfg: &mut SaeConfig, ours: &Value) {
-    let Some(settings) = ours.get("settings") else {
+    let Some(settings) = ours.get("settings").and_then(Value::as_object) else {
         return;
     };
-    let float = |key: &str| settings.get(key).and_then(Value::as_f64);
-    if let Some(v) = float("l1_coefficient") {
-        cfg.l1_coefficient = v;
-    }
-    if let Some(v) = settings.get("k_aux").and_then(Value::as_i64) {
-        cfg.k_aux = v;
-    }
-    if let Some(v) = float("aux_coefficient") {
-        cfg.aux_coefficient = v;
-    }
-    if let Some(v) = float("decoder_init_norm") {
+    if let Some(v) = settings.get("decoder_init_norm").and_then(Value::as_f64) {
         cfg.decoder_init_norm = v;
     }
-    if let Some(v) = float("jumprelu_init_threshold") {
-        cfg.jumprelu_init_threshold = v;
-    }
-    if let Some(v) = float("jumprelu_bandwidth") {
-        cfg.jumprelu_bandwidth = v;
-    }
+    cfg.architecture.get_mut().read_saelab_settings(settings);
 }
 
 /// Name of the file in a training folder that names the newest checkpoint.
@@ -351,15 +316,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for arch in ["relu", "topk", "jumprelu"] {
             let mut cfg = SaeConfig::new(arch, 6, 10).unwrap();
-            cfg.k = 3;
-            cfg.l1_coefficient = 2.5;
+            let options = json!({"k": 3, "l1": 2.5, "k_aux": 2});
+            let options = options.as_object().cloned().unwrap_or_default();
+            cfg.architecture.apply_options(&options).unwrap();
             cfg.metadata.hook_name = Some("blocks.3.hook_resid_post".into());
             let sae = Sae::new(cfg).unwrap();
             let path = dir.path().join(arch);
             save(&sae, &path, 1.0, None).unwrap();
             let loaded = load(&path, tch::Device::Cpu).unwrap();
-            assert_eq!(loaded.cfg.architecture, arch);
-            assert_eq!(loaded.cfg.l1_coefficient, 2.5);
+            assert_eq!(loaded.cfg.architecture, sae.cfg.architecture);
+            assert_eq!(loaded.cfg.architecture.name(), arch);
             assert_eq!(
                 loaded.cfg.metadata.hook_name.as_deref(),
                 Some("blocks.3.hook_resid_post")

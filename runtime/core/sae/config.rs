@@ -31,8 +31,20 @@ impl DeadFeatureRemedy {
     }
 }
 
+impl std::str::FromStr for DeadFeatureRemedy {
+    type Err = crate::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Self::parse(name)
+    }
+}
+
 /// How to train. Every field has the paper's (or the named peer's) default.
-#[derive(Debug, Clone)]
+/// Deserialised from the options a script gives `train` (`steps` or
+/// `tokens`, `lr`, `l1_warmup`, `normalize`, `progress`, ...; see
+/// [`super::options::TrainOptions`]), unknown keys refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "super::options::TrainOptions")]
 pub struct TrainConfig {
     /// Optimiser steps in the whole run; the schedules are laid out over it.
     pub steps: u64,

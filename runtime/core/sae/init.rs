@@ -36,6 +36,14 @@ impl DecoderBiasInit {
     }
 }
 
+impl std::str::FromStr for DecoderBiasInit {
+    type Err = crate::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Self::parse(name)
+    }
+}
+
 /// The point minimising the sum of Euclidean distances to the rows of
 /// `points` [n, d]: Weiszfeld's iteratively re-weighted mean, started at the
 /// mean, stopped when a step moves less than 1e-6 of the data's scale.

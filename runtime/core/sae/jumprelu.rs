@@ -7,29 +7,45 @@
 //! and ∂H/∂θ ≈ −(1/ε)·K((z−θ)/ε). Each is built as `value + (θ − θ̄)·g̅`
 //! (bars: detached), whose value is unchanged and whose θ-gradient is g.
 //! θ is stored as log θ so it stays positive.
-use super::{Architecture, Codes, Encoded, SaeConfig, Weights};
+use super::architecture::{Architecture, Registered};
+use super::relu::check_sparsity_coefficient;
+use super::{Codes, Encoded, Weights};
+use crate::options::OptionMap;
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use tch::Kind;
 
-pub struct JumpRelu {
-    apply_b_dec_to_input: bool,
-    bandwidth: f64,
+/// The JumpReLU SAE's own settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JumpReluConfig {
+    /// λ, the coefficient of the L0 penalty (scripts call it `l1`, as for
+    /// the ReLU SAE, so one option map serves both).
+    #[serde(rename = "l1")]
+    pub l1_coefficient: f64,
+    /// Initial threshold θ (Rajamanoharan et al. 2024 use 0.001).
+    #[serde(rename = "jumprelu_threshold")]
+    pub init_threshold: f64,
+    /// Bandwidth ε of the straight-through estimator's kernel
+    /// (Rajamanoharan et al. use 0.001 on their normalisation; SAELens 0.05).
+    #[serde(rename = "jumprelu_bandwidth")]
+    pub bandwidth: f64,
 }
 
-pub fn build(cfg: &SaeConfig) -> Result<Box<dyn Architecture>> {
-    if !(cfg.jumprelu_bandwidth.is_finite() && cfg.jumprelu_bandwidth > 0.0) {
-        return Err(Error::invalid(format!(
-            "jumprelu_bandwidth must be > 0, got {}",
-            cfg.jumprelu_bandwidth
-        )));
+impl Registered for JumpReluConfig {
+    const NAMES: &'static [&'static str] = &["jumprelu"];
+
+    fn defaults(_d_in: i64, _n_features: i64) -> Self {
+        JumpReluConfig {
+            l1_coefficient: 5.0,
+            init_threshold: 0.001,
+            bandwidth: 0.05,
+        }
     }
-    Ok(Box::new(JumpRelu {
-        apply_b_dec_to_input: cfg.apply_b_dec_to_input,
-        bandwidth: cfg.jumprelu_bandwidth,
-    }))
 }
 
-impl JumpRelu {
+impl JumpReluConfig {
     fn threshold(w: &Weights) -> Result<tch::Tensor> {
         match &w.log_threshold {
             Some(t) => Ok(t.inner().f_exp()?),
@@ -53,17 +69,23 @@ fn zero_with_grad(theta: &tch::Tensor) -> Result<tch::Tensor> {
     Ok(theta.f_sub(&theta.f_detach()?)?)
 }
 
-impl Architecture for JumpRelu {
-    fn name(&self) -> &'static str {
-        "jumprelu"
-    }
-
+impl Architecture for JumpReluConfig {
     fn saelens_name(&self) -> &'static str {
         "jumprelu"
     }
 
-    fn encode(&self, w: &Weights, x: &tch::Tensor) -> Result<Encoded> {
-        let input = w.encoder_input(x, self.apply_b_dec_to_input)?;
+    fn check(&self, _d_in: i64, _n_features: i64) -> Result<()> {
+        check_sparsity_coefficient(self.l1_coefficient)?;
+        if !(self.bandwidth.is_finite() && self.bandwidth > 0.0) {
+            return Err(Error::invalid(format!(
+                "jumprelu_bandwidth must be > 0, got {}",
+                self.bandwidth
+            )));
+        }
+        Ok(())
+    }
+
+    fn encode(&self, w: &Weights, input: &tch::Tensor) -> Result<Encoded> {
         let pre = input.f_linear(w.w_enc.inner(), Some(w.b_enc.inner()))?;
         let theta = Self::threshold(w)?;
         let gate = pre.f_gt_tensor(&theta)?.f_totype(Kind::Float)?.f_detach()?;
@@ -77,7 +99,7 @@ impl Architecture for JumpRelu {
         Ok(Encoded {
             codes: Codes::Dense(f),
             pre_activations: Some(pre.f_detach()?),
-            input,
+            input: input.shallow_clone(),
         })
     }
 
@@ -97,8 +119,47 @@ impl Architecture for JumpRelu {
             .f_mean(None::<Kind>)?)
     }
 
+    fn sparsity_coefficient(&self) -> f64 {
+        self.l1_coefficient
+    }
+
+    fn set_sparsity_coefficient(&mut self, lambda: f64) -> Result<()> {
+        check_sparsity_coefficient(lambda)?;
+        self.l1_coefficient = lambda;
+        Ok(())
+    }
+
     fn unit_norm_decoder(&self) -> bool {
         true
+    }
+
+    fn threshold_init(&self) -> Option<f64> {
+        Some(self.init_threshold)
+    }
+
+    fn saelab_settings(&self) -> OptionMap {
+        let mut settings = OptionMap::new();
+        settings.insert("l1_coefficient".into(), json!(self.l1_coefficient));
+        settings.insert("jumprelu_init_threshold".into(), json!(self.init_threshold));
+        settings.insert("jumprelu_bandwidth".into(), json!(self.bandwidth));
+        settings
+    }
+
+    fn read_saelab_settings(&mut self, settings: &OptionMap) {
+        let float = |key: &str| settings.get(key).and_then(Value::as_f64);
+        if let Some(v) = float("l1_coefficient") {
+            self.l1_coefficient = v;
+        }
+        if let Some(v) = float("jumprelu_init_threshold") {
+            self.init_threshold = v;
+        }
+        if let Some(v) = float("jumprelu_bandwidth") {
+            self.bandwidth = v;
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!("l1={}", self.l1_coefficient)
     }
 }
 

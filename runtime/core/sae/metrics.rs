@@ -185,14 +185,11 @@ fn finish(sae: &Sae, sums: Sums) -> Result<Evaluation> {
     };
     let mse_raw = sums.squared_error / tokens;
     // Folding s into the weights leaves f unchanged and divides W_dec by s:
-    // in normalised units the error grows by s² and the penalty by s.
+    // in normalised units the error grows by s², the penalty as the architecture says.
     let mse = mse_raw * scale * scale;
-    let penalty = sums.penalty / tokens
-        * if sae.architecture().name() == "relu" {
-            scale
-        } else {
-            1.0
-        };
+    let penalty = sae
+        .architecture()
+        .penalty_at_scale(sums.penalty / tokens, scale);
     let density = match &sums.fired {
         Some(fired) => Vec::<f64>::try_from(
             &fired
@@ -205,7 +202,7 @@ fn finish(sae: &Sae, sums: Sums) -> Result<Evaluation> {
     let dead = density.iter().filter(|d| **d == 0.0).count();
     Ok(Evaluation {
         tokens: sums.tokens,
-        loss: mse + sae.cfg.l1_coefficient * penalty,
+        loss: mse + sae.architecture().sparsity_coefficient() * penalty,
         mse,
         mse_raw,
         penalty,

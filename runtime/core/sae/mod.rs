@@ -1,9 +1,11 @@
 //! Sparse autoencoders as in *Scaling Monosemanticity* (Anthropic, 2024) and
 //! *Scaling and evaluating sparse autoencoders* (Gao et al., OpenAI 2024).
 //!
-//! One architecture per file (`relu.rs`, `topk.rs`, `jumprelu.rs`), found by
-//! name in [`REGISTRY`]; the training loop lives in `trainer.rs`, measurements
-//! in `metrics.rs`, the on-disk layout (SAELens's) in `checkpoint.rs`.
+//! One architecture per file (`relu.rs`, `topk.rs`, `jumprelu.rs`), each
+//! a config struct implementing [`Architecture`], listed once in
+//! [`ArchitectureConfig`] (`architecture.rs`); the training loop lives in
+//! `trainer.rs`, measurements in `metrics.rs`, the on-disk layout
+//! (SAELens's) in `checkpoint.rs`.
 //!
 //! Layout of the weights, named as in the maths and in SAELens:
 //! `W_enc` is kept as [n_features, d_in] — one row per feature detector, like
@@ -15,12 +17,14 @@ use crate::{Error, Result, Tensor};
 use tch::{Device, Kind};
 
 pub mod adam;
+pub mod architecture;
 pub mod checkpoint;
 pub mod codes;
 pub mod config;
 pub mod init;
 pub mod jumprelu;
 pub mod metrics;
+pub mod options;
 pub mod relu;
 pub mod resample;
 pub mod source;
@@ -28,77 +32,12 @@ pub mod synthetic;
 pub mod topk;
 pub mod trainer;
 
+pub use architecture::{Architecture, ArchitectureConfig};
 pub use codes::{Codes, Encoded};
+pub use jumprelu::JumpReluConfig;
+pub use relu::ReluConfig;
 pub use source::{ActivationSource, StoreSource, TensorSource};
-
-/// What differs between SAE architectures: how the codes are computed and
-/// which sparsity and auxiliary terms the loss has. The decoder, the MSE and
-/// the bookkeeping are shared (see [`Sae::forward`]).
-pub trait Architecture {
-    /// The registry name ("relu", "topk", "jumprelu").
-    fn name(&self) -> &'static str;
-    /// The name SAELens writes in cfg.json ("standard", "topk", "jumprelu").
-    fn saelens_name(&self) -> &'static str;
-    /// Codes for inputs `x` [batch, d_in], differentiable through the weights.
-    fn encode(&self, w: &Weights, x: &tch::Tensor) -> Result<Encoded>;
-    /// The sparsity term of the loss, before its coefficient (a scalar).
-    fn penalty(&self, w: &Weights, enc: &Encoded) -> Result<tch::Tensor>;
-    /// The auxiliary loss for dead features (AuxK for TopK), already weighted;
-    /// `None` when the architecture has none or nothing is dead.
-    fn aux_loss(
-        &self,
-        _w: &Weights,
-        _enc: &Encoded,
-        _residual: &tch::Tensor,
-        _dead: &tch::Tensor,
-    ) -> Result<Option<tch::Tensor>> {
-        Ok(None)
-    }
-    /// Whether the trainer keeps decoder rows at unit norm after each step
-    /// (Gao et al. do for TopK; the paper's ReLU SAE leaves norms free because
-    /// its penalty is weighted by them).
-    fn unit_norm_decoder(&self) -> bool {
-        false
-    }
-    /// `Err` with the reason when this architecture cannot be trained here.
-    fn check_trainable(&self) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// An architecture's constructor, as the registry holds it.
-type Build = fn(&SaeConfig) -> Result<Box<dyn Architecture>>;
-
-/// Every architecture by name: (registry name, other accepted names, constructor).
-/// SAELens calls the ReLU SAE "standard", so that name is accepted too.
-pub const REGISTRY: &[(&str, &[&str], Build)] = &[
-    ("relu", &["standard"], relu::build),
-    ("topk", &[], topk::build),
-    ("jumprelu", &[], jumprelu::build),
-];
-
-/// The registry name for any accepted spelling ("standard" → "relu").
-pub fn canonical_architecture(name: &str) -> Result<&'static str> {
-    REGISTRY
-        .iter()
-        .find(|(canonical, aliases, _)| *canonical == name || aliases.contains(&name))
-        .map(|(canonical, _, _)| *canonical)
-        .ok_or_else(|| {
-            let names: Vec<&str> = REGISTRY.iter().map(|(n, _, _)| *n).collect();
-            Error::invalid(format!(
-                "unknown SAE architecture '{name}' (known: {})",
-                names.join(", ")
-            ))
-        })
-}
-
-fn build_architecture(cfg: &SaeConfig) -> Result<Box<dyn Architecture>> {
-    let name = canonical_architecture(&cfg.architecture)?;
-    match REGISTRY.iter().find(|(n, _, _)| *n == name) {
-        Some((_, _, build)) => build(cfg),
-        None => Err(Error::invalid(format!("unknown SAE architecture '{name}'"))),
-    }
-}
+pub use topk::TopKConfig;
 
 /// Where the activations came from; written to cfg.json's `metadata` as SAELens 6.x reads it.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,25 +67,16 @@ impl Default for SaeMetadata {
 }
 
 /// Everything that defines an SAE (as opposed to how it is trained, see
-/// [`trainer::TrainConfig`]).
+/// [`trainer::TrainConfig`]): the settings every architecture shares, and
+/// the architecture with its own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SaeConfig {
-    /// Architecture name from [`REGISTRY`]: "relu", "topk" or "jumprelu".
-    pub architecture: String,
+    /// The architecture and its settings (λ, k, θ, ...).
+    pub architecture: ArchitectureConfig,
     /// Width of the activations (D in the paper).
     pub d_in: i64,
     /// Number of dictionary features (SAELens's `d_sae`).
     pub n_features: i64,
-    /// λ, the coefficient of the ReLU SAE's sparsity penalty Σᵢ fᵢ·‖W_dec,i‖.
-    /// The paper uses 5 (with inputs scaled so that E‖x‖² = D).
-    pub l1_coefficient: f64,
-    /// TopK: features kept active per token.
-    pub k: i64,
-    /// TopK: dead features that AuxK may use per token; Gao et al. (appendix
-    /// B.1) use d_in / 2, which is the default.
-    pub k_aux: i64,
-    /// TopK: weight α of the AuxK loss; Gao et al. use 1/32.
-    pub aux_coefficient: f64,
     /// Subtract b_dec from the input before encoding. Gao et al. do (their
     /// b_pre); the paper's ReLU SAE encodes x directly, so it is off for ReLU.
     pub apply_b_dec_to_input: bool,
@@ -154,11 +84,6 @@ pub struct SaeConfig {
     /// directions with norm 0.1 for the ReLU SAE; TopK and JumpReLU start at
     /// unit norm because their decoder rows are kept there (Gao et al.).
     pub decoder_init_norm: f64,
-    /// JumpReLU: initial threshold θ (Rajamanoharan et al. 2024 use 0.001).
-    pub jumprelu_init_threshold: f64,
-    /// JumpReLU: bandwidth ε of the straight-through estimator's kernel
-    /// (Rajamanoharan et al. use 0.001 on their normalisation; SAELens 0.05).
-    pub jumprelu_bandwidth: f64,
     /// Where the weights live.
     pub device: Device,
     /// Provenance written to cfg.json.
@@ -166,42 +91,34 @@ pub struct SaeConfig {
 }
 
 impl SaeConfig {
-    /// The defaults for an architecture: λ = 5 (paper), k = 32, k_aux = d_in / 2, α = 1/32.
+    /// The defaults for an architecture (any accepted name): each
+    /// architecture's own (λ = 5 as in the paper; k = 32, k_aux = d_in / 2,
+    /// α = 1/32 as in Gao et al.) and the shared settings it prefers.
     pub fn new(architecture: &str, d_in: i64, n_features: i64) -> Result<Self> {
-        let architecture = canonical_architecture(architecture)?;
-        let topk = architecture == "topk";
-        // TopK and JumpReLU keep unit-norm decoder rows while training.
-        let unit_decoder = architecture != "relu";
+        let architecture = ArchitectureConfig::new(architecture, d_in, n_features)?;
+        let arch = architecture.get();
         Ok(SaeConfig {
-            architecture: architecture.to_string(),
+            apply_b_dec_to_input: arch.default_apply_b_dec_to_input(),
+            decoder_init_norm: arch.default_decoder_init_norm(),
+            architecture,
             d_in,
             n_features,
-            l1_coefficient: 5.0,
-            k: 32.min(n_features.max(1)),
-            k_aux: (d_in / 2).max(1),
-            aux_coefficient: 1.0 / 32.0,
-            apply_b_dec_to_input: topk,
-            decoder_init_norm: if unit_decoder { 1.0 } else { 0.1 },
-            jumprelu_init_threshold: 0.001,
-            jumprelu_bandwidth: 0.05,
             device: Device::Cpu,
             metadata: SaeMetadata::default(),
         })
     }
 
+    /// The architecture's settings and behaviour.
+    pub fn arch(&self) -> &dyn Architecture {
+        self.architecture.get()
+    }
+
     /// Rejects configurations that cannot work, with the reason.
     pub fn validate(&self) -> Result<()> {
-        canonical_architecture(&self.architecture)?;
         if self.d_in < 1 || self.n_features < 1 {
             return Err(Error::invalid(format!(
                 "an SAE needs d_in >= 1 and n_features >= 1, got d_in = {} and n_features = {}",
                 self.d_in, self.n_features
-            )));
-        }
-        if !(self.l1_coefficient.is_finite() && self.l1_coefficient >= 0.0) {
-            return Err(Error::invalid(format!(
-                "l1 must be a finite number >= 0, got {}",
-                self.l1_coefficient
             )));
         }
         if !(self.decoder_init_norm.is_finite() && self.decoder_init_norm > 0.0) {
@@ -210,7 +127,7 @@ impl SaeConfig {
                 self.decoder_init_norm
             )));
         }
-        Ok(())
+        self.arch().check(self.d_in, self.n_features)
     }
 }
 
@@ -243,6 +160,11 @@ impl Weights {
             all.push(("log_threshold", t.clone()));
         }
         all
+    }
+
+    /// Number of features (rows of W_dec).
+    pub fn n_features(&self) -> i64 {
+        self.b_enc.inner().size().first().copied().unwrap_or(0)
     }
 
     /// The input as the encoder sees it: minus b_dec when the config asks for it.
@@ -310,7 +232,6 @@ pub struct Sae {
     /// What the last training run reported (steps, tokens, scale, final
     /// metrics); saved to saelab.json beside the SAELens files.
     pub training_summary: Option<serde_json::Value>,
-    arch: Box<dyn Architecture>,
 }
 
 impl Sae {
@@ -319,7 +240,6 @@ impl Sae {
     /// biases zero. Repeatable after `rng::seed`.
     pub fn new(cfg: SaeConfig) -> Result<Self> {
         cfg.validate()?;
-        let arch = build_architecture(&cfg)?;
         let options = (Kind::Float, cfg.device);
         let directions = tch::Tensor::f_randn([cfg.n_features, cfg.d_in], options)?;
         let norms = directions
@@ -331,11 +251,13 @@ impl Sae {
         let w_enc = deep_copy(&w_dec)?;
         let b_enc = tch::Tensor::f_zeros([cfg.n_features], options)?;
         let b_dec = tch::Tensor::f_zeros([cfg.d_in], options)?;
-        let log_threshold = if arch.name() == "jumprelu" {
-            let theta = cfg.jumprelu_init_threshold.max(1e-12).ln();
-            Some(tch::Tensor::f_full([cfg.n_features], theta, options)?)
-        } else {
-            None
+        let log_threshold = match cfg.arch().threshold_init() {
+            Some(theta) => Some(tch::Tensor::f_full(
+                [cfg.n_features],
+                theta.max(1e-12).ln(),
+                options,
+            )?),
+            None => None,
         };
         let mut sae = Self::from_parts(cfg, w_enc, b_enc, w_dec, b_dec, log_threshold)?;
         sae.fresh = true;
@@ -352,7 +274,6 @@ impl Sae {
         log_threshold: Option<tch::Tensor>,
     ) -> Result<Self> {
         cfg.validate()?;
-        let arch = build_architecture(&cfg)?;
         let (n, d) = (cfg.n_features, cfg.d_in);
         let param = |name: &str, t: tch::Tensor, shape: &[i64]| -> Result<Tensor> {
             if t.size() != shape {
@@ -368,10 +289,16 @@ impl Sae {
                 .f_contiguous()?;
             Ok(Tensor::new(t.f_set_requires_grad(true)?))
         };
-        let log_threshold = match (arch.name(), log_threshold) {
-            ("jumprelu", Some(t)) => Some(param("threshold", t, &[n])?),
-            ("jumprelu", None) => return Err(Error::invalid("a JumpReLU SAE needs a threshold")),
-            _ => None,
+        let learns_threshold = cfg.arch().threshold_init().is_some();
+        let log_threshold = match (learns_threshold, log_threshold) {
+            (true, Some(t)) => Some(param("threshold", t, &[n])?),
+            (true, None) => {
+                return Err(Error::invalid(format!(
+                    "a {} SAE needs a threshold",
+                    cfg.architecture.name()
+                )))
+            }
+            (false, _) => None,
         };
         let weights = Weights {
             w_enc: param("W_enc (as [n_features, d_in])", w_enc, &[n, d])?,
@@ -385,12 +312,17 @@ impl Sae {
             weights,
             fresh: false,
             training_summary: None,
-            arch,
         })
     }
 
+    /// The architecture's settings and behaviour.
     pub fn architecture(&self) -> &dyn Architecture {
-        self.arch.as_ref()
+        self.cfg.arch()
+    }
+
+    /// The encoder's input: x, minus b_dec when the config asks for it.
+    fn encoder_input(&self, weights: &Weights, x: &tch::Tensor) -> Result<tch::Tensor> {
+        weights.encoder_input(x, self.cfg.apply_b_dec_to_input)
     }
 
     /// The trainable parameters, shared with this SAE.
@@ -420,15 +352,15 @@ impl Sae {
 
     /// Dense feature activations f [batch, n_features].
     pub fn encode(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
-        let x = self.prepare(x)?;
-        self.arch.encode(&self.weights, &x)?.codes.to_dense()
+        self.encode_codes(x)?.to_dense()
     }
 
     /// Feature activations as the architecture produces them: dense, or the
     /// k active features per token for TopK (cheaper to scan for analyses).
     pub fn encode_codes(&self, x: &tch::Tensor) -> Result<Codes> {
         let x = self.prepare(x)?;
-        Ok(self.arch.encode(&self.weights, &x)?.codes)
+        let input = self.encoder_input(&self.weights, &x)?;
+        Ok(self.architecture().encode(&self.weights, &input)?.codes)
     }
 
     /// x̂ from dense codes f [batch, n_features].
@@ -453,7 +385,8 @@ impl Sae {
         } else {
             self.weights.cast(compute)?
         };
-        let encoded = self.arch.encode(&weights, &x.f_totype(compute)?)?;
+        let input = self.encoder_input(&weights, &x.f_totype(compute)?)?;
+        let encoded = self.architecture().encode(&weights, &input)?;
         let x_hat = encoded.codes.decode(&weights)?.f_totype(Kind::Float)?;
         let error = x.f_sub(&x_hat)?;
         let mse = error
@@ -461,16 +394,19 @@ impl Sae {
             .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
             .f_mean(None::<Kind>)?;
         let penalty = self
-            .arch
+            .architecture()
             .penalty(&weights, &encoded)?
             .f_totype(Kind::Float)?;
-        let lambda =
-            opts.l1_coefficient.unwrap_or(self.cfg.l1_coefficient) * opts.l1_scale.unwrap_or(1.0);
+        let lambda = opts
+            .l1_coefficient
+            .unwrap_or(self.architecture().sparsity_coefficient())
+            * opts.l1_scale.unwrap_or(1.0);
         let mut loss = mse.f_add(&penalty.f_mul_scalar(lambda)?)?;
         let aux = match &opts.dead_mask {
-            Some(dead) => self
-                .arch
-                .aux_loss(&weights, &encoded, &error.f_detach()?, dead)?,
+            Some(dead) => {
+                self.architecture()
+                    .aux_loss(&weights, &encoded, &error.f_detach()?, dead)?
+            }
             None => None,
         };
         let aux = match aux {

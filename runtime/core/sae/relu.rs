@@ -3,38 +3,63 @@
 //! penalty in which each feature is weighted by its decoder row's norm,
 //! Σᵢ fᵢ·‖W_dec,i‖ — so shrinking the decoder cannot buy a smaller penalty.
 //! SAELens calls this architecture "standard".
-use super::{Architecture, Codes, Encoded, SaeConfig, Weights};
-use crate::Result;
+use super::architecture::{Architecture, Registered};
+use super::config::DeadFeatureRemedy;
+use super::{Codes, Encoded, Weights};
+use crate::options::OptionMap;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tch::Kind;
 
-pub struct Relu {
-    apply_b_dec_to_input: bool,
+/// The ReLU SAE's own settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReluConfig {
+    /// λ, the coefficient of the penalty Σᵢ fᵢ·‖W_dec,i‖. The paper uses 5
+    /// (with inputs scaled so that E‖x‖² = D).
+    #[serde(rename = "l1")]
+    pub l1_coefficient: f64,
 }
 
-pub fn build(cfg: &SaeConfig) -> Result<Box<dyn Architecture>> {
-    Ok(Box::new(Relu {
-        apply_b_dec_to_input: cfg.apply_b_dec_to_input,
-    }))
-}
+impl Registered for ReluConfig {
+    const NAMES: &'static [&'static str] = &["relu", "standard"];
 
-impl Architecture for Relu {
-    fn name(&self) -> &'static str {
-        "relu"
+    fn defaults(_d_in: i64, _n_features: i64) -> Self {
+        ReluConfig {
+            l1_coefficient: 5.0,
+        }
     }
+}
 
+/// `Err` unless λ is a finite number >= 0 (shared with JumpReLU's L0 coefficient).
+pub(super) fn check_sparsity_coefficient(lambda: f64) -> Result<()> {
+    if lambda.is_finite() && lambda >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "l1 must be a finite number >= 0, got {lambda}"
+        )))
+    }
+}
+
+impl Architecture for ReluConfig {
     fn saelens_name(&self) -> &'static str {
         "standard"
     }
 
-    fn encode(&self, w: &Weights, x: &tch::Tensor) -> Result<Encoded> {
-        let input = w.encoder_input(x, self.apply_b_dec_to_input)?;
+    fn check(&self, _d_in: i64, _n_features: i64) -> Result<()> {
+        check_sparsity_coefficient(self.l1_coefficient)
+    }
+
+    fn encode(&self, w: &Weights, input: &tch::Tensor) -> Result<Encoded> {
         let f = input
             .f_linear(w.w_enc.inner(), Some(w.b_enc.inner()))?
             .f_relu()?;
         Ok(Encoded {
             codes: Codes::Dense(f),
             pre_activations: None,
-            input,
+            input: input.shallow_clone(),
         })
     }
 
@@ -43,11 +68,53 @@ impl Architecture for Relu {
         let f = enc.codes.to_dense()?;
         Ok(f.f_mv(&w.decoder_norms()?)?.f_mean(None::<Kind>)?)
     }
+
+    fn sparsity_coefficient(&self) -> f64 {
+        self.l1_coefficient
+    }
+
+    fn set_sparsity_coefficient(&mut self, lambda: f64) -> Result<()> {
+        check_sparsity_coefficient(lambda)?;
+        self.l1_coefficient = lambda;
+        Ok(())
+    }
+
+    /// Σ fᵢ·‖W_dec,i‖ with W_dec divided by s: the normalised penalty is s times the raw one.
+    fn penalty_at_scale(&self, penalty: f64, scale: f64) -> f64 {
+        penalty * scale
+    }
+
+    /// Towards Monosemanticity's resampling.
+    fn default_dead_feature_remedy(&self) -> DeadFeatureRemedy {
+        DeadFeatureRemedy::Resample
+    }
+
+    /// The April 2024 update: random directions with norm 0.1.
+    fn default_decoder_init_norm(&self) -> f64 {
+        0.1
+    }
+
+    fn saelab_settings(&self) -> OptionMap {
+        let mut settings = OptionMap::new();
+        settings.insert("l1_coefficient".into(), json!(self.l1_coefficient));
+        settings
+    }
+
+    fn read_saelab_settings(&mut self, settings: &OptionMap) {
+        if let Some(v) = settings.get("l1_coefficient").and_then(|v| v.as_f64()) {
+            self.l1_coefficient = v;
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!("l1={}", self.l1_coefficient)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::sae::{LossOptions, Sae, SaeConfig};
+    use super::ReluConfig;
+    use crate::sae::{ArchitectureConfig, LossOptions, Sae, SaeConfig};
     use tch::Kind;
 
     fn tensor(values: &[f64], shape: &[i64]) -> tch::Tensor {
@@ -59,7 +126,9 @@ mod tests {
     /// A 2-feature, 2-dim SAE whose every term can be worked out by hand.
     fn tiny() -> Sae {
         let mut cfg = SaeConfig::new("relu", 2, 2).unwrap();
-        cfg.l1_coefficient = 0.5;
+        cfg.architecture = ArchitectureConfig::Relu(ReluConfig {
+            l1_coefficient: 0.5,
+        });
         Sae::from_parts(
             cfg,
             tensor(&[1.0, 0.0, 1.0, -1.0], &[2, 2]), // W_enc rows: detectors

@@ -440,11 +440,13 @@ mod tests {
 
     #[test]
     fn a_sharded_store_trains_as_well_as_the_tensor() {
-        use crate::sae::{synthetic, trainer, Sae, SaeConfig};
+        use crate::sae::{synthetic, trainer, ArchitectureConfig, Sae, SaeConfig};
         crate::rng::seed(21);
         let toy = synthetic::superposition(256, 32, 3.0, 16384).unwrap();
         let mut cfg = SaeConfig::new("topk", 32, 512).unwrap();
-        cfg.k = 3;
+        if let ArchitectureConfig::TopK(topk) = &mut cfg.architecture {
+            topk.k = 3;
+        }
         let template = Sae::new(cfg).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = Rc::new(write_store(dir.path(), &toy.activations, 5000));

@@ -21,7 +21,7 @@ fn initialisation_follows_the_april_update() {
         0.0
     );
     assert!(sae.fresh);
-    assert_eq!(sae.cfg.l1_coefficient, 5.0);
+    assert_eq!(sae.architecture().sparsity_coefficient(), 5.0);
 }
 
 #[test]
@@ -52,9 +52,10 @@ fn inputs_of_the_wrong_width_are_rejected_with_both_widths() {
 
 #[test]
 fn the_registry_knows_saelens_names() {
-    assert_eq!(canonical_architecture("standard").unwrap(), "relu");
-    assert_eq!(canonical_architecture("topk").unwrap(), "topk");
-    let err = canonical_architecture("gated").unwrap_err().to_string();
+    let name = |n: &str| ArchitectureConfig::new(n, 8, 16).map(|a| a.name());
+    assert_eq!(name("standard").unwrap(), "relu");
+    assert_eq!(name("topk").unwrap(), "topk");
+    let err = name("gated").unwrap_err().to_string();
     assert!(err.contains("relu, topk, jumprelu"), "{err}");
 }
 

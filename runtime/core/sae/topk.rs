@@ -11,8 +11,14 @@
 //! Gathering costs a [batch, k, d_in] copy, which loses to the dense encoder
 //! backward when there are few features per active one, so small SAEs keep
 //! the dense encoder (with gradients) and only decode sparsely.
-use super::{Architecture, Codes, Encoded, SaeConfig, Weights};
+use super::architecture::{matmul_training_flops, Architecture, Registered};
+use super::config::DeadFeatureRemedy;
+use super::{Codes, Encoded, Weights};
+use crate::options::OptionMap;
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::Path;
 use tch::Kind;
 
 /// From this many features per active feature up, the winners are
@@ -21,34 +27,30 @@ use tch::Kind;
 /// d_in 576, k 32) lies near 32 (n_features ≈ 1000).
 const SPARSE_ENCODER_MIN_RATIO: i64 = 32;
 
-pub struct TopK {
-    k: i64,
-    k_aux: i64,
-    aux_coefficient: f64,
-    apply_b_dec_to_input: bool,
-    n_features: i64,
+/// The TopK SAE's own settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopKConfig {
+    /// Features kept active per token.
+    pub k: i64,
+    /// Dead features that AuxK may use per token; Gao et al. (appendix B.1)
+    /// use d_in / 2, which is the default.
+    pub k_aux: i64,
+    /// Weight α of the AuxK loss; Gao et al. use 1/32.
+    pub aux_coefficient: f64,
 }
 
-pub fn build(cfg: &SaeConfig) -> Result<Box<dyn Architecture>> {
-    if cfg.k < 1 || cfg.k > cfg.n_features {
-        return Err(Error::invalid(format!(
-            "TopK needs 1 <= k <= n_features, got k = {} with n_features = {}",
-            cfg.k, cfg.n_features
-        )));
+impl Registered for TopKConfig {
+    const NAMES: &'static [&'static str] = &["topk"];
+
+    /// k = 32 (at most n_features), k_aux = d_in / 2, α = 1/32 (Gao et al.).
+    fn defaults(d_in: i64, n_features: i64) -> Self {
+        TopKConfig {
+            k: 32.min(n_features.max(1)),
+            k_aux: (d_in / 2).max(1),
+            aux_coefficient: 1.0 / 32.0,
+        }
     }
-    if cfg.k_aux < 1 {
-        return Err(Error::invalid(format!(
-            "k_aux must be >= 1, got {}",
-            cfg.k_aux
-        )));
-    }
-    Ok(Box::new(TopK {
-        k: cfg.k,
-        k_aux: cfg.k_aux,
-        aux_coefficient: cfg.aux_coefficient,
-        apply_b_dec_to_input: cfg.apply_b_dec_to_input,
-        n_features: cfg.n_features,
-    }))
 }
 
 /// Pre-activations of the chosen features only, with gradients:
@@ -91,18 +93,30 @@ fn selected(
     }
 }
 
-impl Architecture for TopK {
-    fn name(&self) -> &'static str {
-        "topk"
-    }
-
+impl Architecture for TopKConfig {
     fn saelens_name(&self) -> &'static str {
         "topk"
     }
 
-    fn encode(&self, w: &Weights, x: &tch::Tensor) -> Result<Encoded> {
-        let input = w.encoder_input(x, self.apply_b_dec_to_input)?;
-        let sparse = self.n_features >= SPARSE_ENCODER_MIN_RATIO * self.k;
+    fn check(&self, _d_in: i64, n_features: i64) -> Result<()> {
+        if self.k < 1 || self.k > n_features {
+            return Err(Error::invalid(format!(
+                "TopK needs 1 <= k <= n_features, got k = {} with n_features = {n_features}",
+                self.k
+            )));
+        }
+        if self.k_aux < 1 {
+            return Err(Error::invalid(format!(
+                "k_aux must be >= 1, got {}",
+                self.k_aux
+            )));
+        }
+        Ok(())
+    }
+
+    fn encode(&self, w: &Weights, input: &tch::Tensor) -> Result<Encoded> {
+        let n_features = w.n_features();
+        let sparse = n_features >= SPARSE_ENCODER_MIN_RATIO * self.k;
         let pre = if sparse {
             let _guard = tch::no_grad_guard();
             input
@@ -112,16 +126,16 @@ impl Architecture for TopK {
             input.f_linear(w.w_enc.inner(), Some(w.b_enc.inner()))?
         };
         let (_, indices) = pre.f_detach()?.f_topk(self.k, -1, true, false)?;
-        let values = selected(w, &input, &pre, &indices)?.f_relu()?;
+        let values = selected(w, input, &pre, &indices)?.f_relu()?;
         let codes = Codes::Sparse {
             values,
             indices,
-            n_features: self.n_features,
+            n_features,
         };
         Ok(Encoded {
             codes,
             pre_activations: Some(pre),
-            input,
+            input: input.shallow_clone(),
         })
     }
 
@@ -161,7 +175,7 @@ impl Architecture for TopK {
         let codes = Codes::Sparse {
             values,
             indices,
-            n_features: self.n_features,
+            n_features: w.n_features(),
         };
         let reconstruction = codes.decode(w)?.f_sub(w.b_dec.inner())?;
         let error = reconstruction
@@ -173,20 +187,91 @@ impl Architecture for TopK {
         Ok(Some(error.f_mul_scalar(weight)?))
     }
 
+    fn supports_auxk(&self) -> bool {
+        true
+    }
+
+    fn default_dead_feature_remedy(&self) -> DeadFeatureRemedy {
+        DeadFeatureRemedy::AuxK
+    }
+
     fn unit_norm_decoder(&self) -> bool {
         true
+    }
+
+    /// Gao et al.'s b_pre.
+    fn default_apply_b_dec_to_input(&self) -> bool {
+        true
+    }
+
+    /// The encoder is dense (every pre-activation is needed to choose the
+    /// top k) but the decoder touches only k rows: 6·d·(F + k) per token.
+    fn training_flops_per_token(&self, d_in: f64, n_features: f64) -> f64 {
+        matmul_training_flops(d_in, n_features) + matmul_training_flops(d_in, self.k as f64)
+    }
+
+    fn write_saelens_fields(&self, cfg: &mut OptionMap) {
+        cfg.insert("k".into(), json!(self.k));
+        cfg.insert("rescale_acts_by_decoder_norm".into(), json!(false));
+    }
+
+    fn read_saelens_fields(&mut self, cfg: &OptionMap, path: &Path) -> Result<()> {
+        self.k = cfg
+            .get("k")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| Error::invalid(format!("{}: 'k' must be an integer", path.display())))?;
+        if cfg
+            .get("rescale_acts_by_decoder_norm")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            return Err(Error::invalid(format!(
+                "{}: TopK SAEs with rescale_acts_by_decoder_norm = true are not supported; fold the decoder norms in SAELens first",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn saelab_settings(&self) -> OptionMap {
+        let mut settings = OptionMap::new();
+        settings.insert("k_aux".into(), json!(self.k_aux));
+        settings.insert("aux_coefficient".into(), json!(self.aux_coefficient));
+        settings
+    }
+
+    fn read_saelab_settings(&mut self, settings: &OptionMap) {
+        if let Some(v) = settings.get("k_aux").and_then(Value::as_i64) {
+            self.k_aux = v;
+        }
+        if let Some(v) = settings.get("aux_coefficient").and_then(Value::as_f64) {
+            self.aux_coefficient = v;
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!("k={}", self.k)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::sae::{LossOptions, Sae, SaeConfig};
+    use super::TopKConfig;
+    use crate::sae::{ArchitectureConfig, LossOptions, Sae, SaeConfig};
     use tch::Kind;
 
+    fn with_k(d_in: i64, n_features: i64, k: i64) -> SaeConfig {
+        let mut cfg = SaeConfig::new("topk", d_in, n_features).unwrap();
+        cfg.architecture = ArchitectureConfig::TopK(TopKConfig {
+            k,
+            k_aux: 2,
+            aux_coefficient: 1.0 / 32.0,
+        });
+        cfg
+    }
+
     fn tiny(k: i64) -> Sae {
-        let mut cfg = SaeConfig::new("topk", 3, 4).unwrap();
-        cfg.k = k;
-        cfg.k_aux = 2;
+        let mut cfg = with_k(3, 4, k);
         cfg.apply_b_dec_to_input = false;
         let t = |v: &[f64], s: &[i64]| tch::Tensor::from_slice(v).reshape(s).to_kind(Kind::Float);
         Sae::from_parts(
@@ -247,9 +332,7 @@ mod tests {
             let sae = if n == 4 {
                 tiny(2)
             } else {
-                let mut cfg = SaeConfig::new("topk", 3, n).unwrap();
-                cfg.k = 2;
-                Sae::new(cfg).unwrap()
+                Sae::new(with_k(3, n, 2)).unwrap()
             };
             let out = sae.forward(&x, &LossOptions::default()).unwrap();
             out.loss.backward();
@@ -324,9 +407,7 @@ mod tests {
 
     #[test]
     fn k_larger_than_n_features_is_an_error() {
-        let mut cfg = SaeConfig::new("topk", 3, 4).unwrap();
-        cfg.k = 5;
-        let err = Sae::new(cfg).err().unwrap().to_string();
+        let err = Sae::new(with_k(3, 4, 5)).err().unwrap().to_string();
         assert!(
             err.contains("k = 5") && err.contains("n_features = 4"),
             "{err}"

@@ -139,16 +139,16 @@ impl<'a> Trainer<'a> {
                 source.describe()
             )));
         }
-        let remedy = match (cfg.dead_feature_remedy, sae.architecture().name()) {
-            (Some(DeadFeatureRemedy::AuxK), arch) if arch != "topk" => {
+        let arch = sae.architecture();
+        let remedy = match cfg.dead_feature_remedy {
+            Some(DeadFeatureRemedy::AuxK) if !arch.supports_auxk() => {
                 return Err(Error::invalid(format!(
-                    "AuxK needs a TopK SAE; use \"resample\" for a {arch} SAE"
+                    "AuxK needs a TopK SAE; use \"resample\" for a {} SAE",
+                    sae.cfg.architecture.name()
                 )))
             }
-            (Some(remedy), _) => remedy,
-            (None, "relu") => DeadFeatureRemedy::Resample,
-            (None, "topk") => DeadFeatureRemedy::AuxK,
-            (None, _) => DeadFeatureRemedy::None,
+            Some(remedy) => remedy,
+            None => arch.default_dead_feature_remedy(),
         };
         let named = sae
             .weights
@@ -164,7 +164,7 @@ impl<'a> Trainer<'a> {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
         let state = LoopState {
-            architecture: sae.cfg.architecture.clone(),
+            architecture: sae.cfg.architecture.name().to_string(),
             d_in: sae.cfg.d_in,
             n_features: sae.cfg.n_features,
             total_steps: cfg.steps,
@@ -456,7 +456,7 @@ impl<'a> Trainer<'a> {
         let state: LoopState = serde_json::from_str(&text)
             .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
         let theirs = (
-            &state.architecture,
+            state.architecture.as_str(),
             state.d_in,
             state.n_features,
             state.total_steps,
@@ -464,7 +464,7 @@ impl<'a> Trainer<'a> {
             state.seed,
         );
         let ours = (
-            &self.sae.cfg.architecture,
+            self.sae.cfg.architecture.name(),
             self.sae.cfg.d_in,
             self.sae.cfg.n_features,
             self.cfg.steps,

@@ -1,7 +1,7 @@
 //! The training loop's guarantees: schedules, exact repeats with a seed,
 //! exact resumption from a checkpoint, clear failures.
 use super::*;
-use crate::sae::{synthetic, SaeConfig, TensorSource};
+use crate::sae::{synthetic, ArchitectureConfig, SaeConfig, TensorSource};
 
 fn quick(steps: u64) -> TrainConfig {
     TrainConfig {
@@ -24,7 +24,9 @@ fn data() -> tch::Tensor {
 fn fresh(arch: &str) -> Sae {
     crate::rng::seed(12);
     let mut cfg = SaeConfig::new(arch, 8, 16).unwrap();
-    cfg.k = 4;
+    if let ArchitectureConfig::TopK(topk) = &mut cfg.architecture {
+        topk.k = 4;
+    }
     Sae::new(cfg).unwrap()
 }
 

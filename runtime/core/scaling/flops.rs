@@ -1,29 +1,18 @@
 //! Training compute of an SAE, the C on the x axis of the scaling fits.
 use super::FitError;
-use serde::Serialize;
+use crate::sae::ArchitectureConfig;
 
-/// The SAE architecture whose training compute is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SaeKind {
-    /// Dense ReLU (or any activation that leaves all F latents in play).
-    Relu,
-    /// TopK: only `k` latents are non-zero per token (Gao et al. 2024).
-    TopK { k: usize },
-}
-
-/// Training FLOPs of an SAE on `d_in`-dimensional activations with
-/// `n_features` latents, over `tokens` tokens.
+/// Training FLOPs of an SAE of `architecture` on `d_in`-dimensional
+/// activations with `n_features` latents, over `tokens` tokens: the
+/// architecture's FLOPs per token (see
+/// [`crate::sae::Architecture::training_flops_per_token`]) times the tokens.
 ///
-/// A (d × F) matmul costs 2·d·F FLOPs per token (a multiply and an add per
-/// weight) forward, and twice that backward (the gradient with respect to
-/// its input and to its weight), so 3 × 2·d·F in all — the 6·N·D rule of
-/// Kaplan et al. (2020), with N = 2·d·F parameters for encoder plus decoder:
+/// Every (d × F) matmul costs 3 · 2·d·F per token forward and backward
+/// (the 6·N·D rule of Kaplan et al., 2020), so:
 ///
-/// - ReLU: encoder and decoder both dense, `C = 2 · 3 · 2·d·F · T = 12·d·F·T`.
+/// - ReLU and JumpReLU: encoder and decoder both dense, `C = 12·d·F·T`.
 /// - TopK: the encoder is dense (every pre-activation is needed to choose
-///   the top k) but the decoder touches only k columns:
-///   `C = (3 · 2·d·F + 3 · 2·d·k) · T = 6·d·(F + k)·T`.
+///   the top k) but the decoder touches only k rows: `C = 6·d·(F + k)·T`.
 ///
 /// Ignored as lower order: biases, the activation and top-k selection (O(F)
 /// per token), and the fact that no gradient is needed for the encoder's
@@ -34,21 +23,16 @@ pub fn training_flops(
     d_in: usize,
     n_features: usize,
     tokens: f64,
-    kind: SaeKind,
+    architecture: &ArchitectureConfig,
 ) -> Result<f64, FitError> {
     check_sizes(d_in, n_features, tokens)?;
-    let per_matmul = |width: usize| 3.0 * 2.0 * d_in as f64 * width as f64;
-    let per_token = match kind {
-        SaeKind::Relu => 2.0 * per_matmul(n_features),
-        SaeKind::TopK { k } if k == 0 || k > n_features => {
-            return Err(FitError::InvalidOption {
-                name: "k",
-                reason: format!("must lie between 1 and n_features = {n_features}, got {k}"),
-            })
-        }
-        SaeKind::TopK { k } => per_matmul(n_features) + per_matmul(k),
-    };
-    Ok(per_token * tokens)
+    let arch = architecture.get();
+    arch.check(d_in as i64, n_features as i64)
+        .map_err(|e| FitError::InvalidOption {
+            name: "architecture",
+            reason: e.to_string(),
+        })?;
+    Ok(arch.training_flops_per_token(d_in as f64, n_features as f64) * tokens)
 }
 
 fn check_sizes(d_in: usize, n_features: usize, tokens: f64) -> Result<(), FitError> {
@@ -71,27 +55,45 @@ fn check_sizes(d_in: usize, n_features: usize, tokens: f64) -> Result<(), FitErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sae::{ReluConfig, TopKConfig};
+
+    fn relu() -> ArchitectureConfig {
+        ArchitectureConfig::Relu(ReluConfig {
+            l1_coefficient: 5.0,
+        })
+    }
+
+    fn topk(k: i64) -> ArchitectureConfig {
+        ArchitectureConfig::TopK(TopKConfig {
+            k,
+            k_aux: 1,
+            aux_coefficient: 1.0 / 32.0,
+        })
+    }
 
     #[test]
-    fn relu_sae_costs_twelve_d_f_per_token() {
-        let flops = training_flops(768, 24576, 1e9, SaeKind::Relu).unwrap();
+    fn dense_sae_costs_twelve_d_f_per_token() {
+        let flops = training_flops(768, 24576, 1e9, &relu()).unwrap();
         assert_eq!(flops, 12.0 * 768.0 * 24576.0 * 1e9);
     }
 
     #[test]
     fn topk_sae_pays_dense_encoder_and_sparse_decoder() {
-        let flops = training_flops(768, 24576, 1e9, SaeKind::TopK { k: 32 }).unwrap();
+        let flops = training_flops(768, 24576, 1e9, &topk(32)).unwrap();
         assert_eq!(flops, 6.0 * 768.0 * (24576.0 + 32.0) * 1e9);
         // With every latent active TopK costs what the dense SAE does.
-        let full = training_flops(8, 16, 10.0, SaeKind::TopK { k: 16 }).unwrap();
-        assert_eq!(full, training_flops(8, 16, 10.0, SaeKind::Relu).unwrap());
+        let full = training_flops(8, 16, 10.0, &topk(16)).unwrap();
+        assert_eq!(full, training_flops(8, 16, 10.0, &relu()).unwrap());
     }
 
     #[test]
     fn impossible_sizes_are_rejected() {
-        let err = training_flops(8, 16, 1.0, SaeKind::TopK { k: 17 }).unwrap_err();
-        assert!(matches!(err, FitError::InvalidOption { name: "k", .. }));
-        assert!(training_flops(0, 16, 1.0, SaeKind::Relu).is_err());
-        assert!(training_flops(8, 16, f64::NAN, SaeKind::Relu).is_err());
+        let err = training_flops(8, 16, 1.0, &topk(17)).unwrap_err();
+        assert!(
+            matches!(&err, FitError::InvalidOption { reason, .. } if reason.contains("k = 17")),
+            "{err}"
+        );
+        assert!(training_flops(0, 16, 1.0, &relu()).is_err());
+        assert!(training_flops(8, 16, f64::NAN, &relu()).is_err());
     }
 }

@@ -22,7 +22,7 @@ mod power_law;
 mod stats;
 
 pub use curve::{builtin_model, fit_curve, BuiltinModel, CurveFit};
-pub use flops::{training_flops, SaeKind};
+pub use flops::training_flops;
 pub use frontier::{
     compute_frontier, Bucketing, Exponent, Frontier, FrontierOptions, FrontierPoint, Optimum,
     Quantity, Run,

@@ -1,9 +1,9 @@
 //! Corpora, harvesting activations into an on-disk store, reading the store
 //! back as shuffled batches, and perplexity.
-use crate::core::activations::{Dtype, HarvestOptions};
+use crate::core::activations::HarvestOptions;
 use crate::core::corpus::{Corpus, CorpusOptions};
-use crate::core::model::{cache_dir, HookPoint, Site};
-use crate::script::convert::Options;
+use crate::core::model::cache_dir;
+use crate::script::convert::{option_map, Options};
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
 use rhai::{Array, Map};
@@ -71,50 +71,11 @@ fn demo(split: &str) -> ScriptResult<ScriptCorpus> {
 }
 
 fn harvest_options(model: &crate::core::model::Model, opts: &Map) -> ScriptResult<HarvestOptions> {
-    let known = [
-        "layer",
-        "tokens",
-        "context",
-        "hook",
-        "out",
-        "batch_size",
-        "dtype",
-        "shard_rows",
-        "max_norm_ratio",
-    ];
-    let opts = Options::new(opts, "harvest", &known)?;
-    let out = opts
-        .string("out")?
-        .ok_or_else(|| runtime_error("harvest: option 'out' (the store's folder) is required"))?;
-    let layer = opts.int("layer", (model.n_layers() / 2) as i64)?;
-    let layer = usize::try_from(layer)
-        .map_err(|_| runtime_error(format!("layer must be >= 0, got {layer}")))?;
-    let point = match opts.string("hook")? {
-        Some(name) => name.parse::<HookPoint>()?,
-        None => HookPoint::ResidPre,
-    };
-    let mut options = HarvestOptions::new(
-        Site { layer, point },
-        opts.positive("tokens", 100_000)?,
-        out,
-    );
-    options.context = opts.positive("context", options.context as i64)?;
-    let default_batch = HarvestOptions::default_batch_size(model.llama.device());
-    options.batch_size = opts.positive("batch_size", default_batch as i64)?;
-    options.shard_rows = opts.positive("shard_rows", options.shard_rows as i64)?;
-    if let Some(dtype) = opts.string("dtype")? {
-        options.dtype = Dtype::parse(&dtype)?;
-    }
-    if opts.has("max_norm_ratio") {
-        let ratio = opts.f64("max_norm_ratio", 0.0)?;
-        if !(ratio.is_finite() && ratio > 1.0) {
-            return Err(runtime_error(format!(
-                "harvest: max_norm_ratio must be a number above 1 (e.g. 10), got {ratio}"
-            )));
-        }
-        options.max_norm_ratio = Some(ratio);
-    }
-    Ok(options)
+    Ok(HarvestOptions::from_options(
+        &option_map(opts, "harvest")?,
+        model.n_layers(),
+        model.llama.device(),
+    )?)
 }
 
 #[export_module]

@@ -26,7 +26,9 @@ pub mod console_api {
     #[rhai_fn(return_raw)]
     pub fn table(rows: Array) -> ScriptResult<()> {
         let maps = convert::rows_of_maps(&rows, "table")?;
-        let columns = convert::columns_of(&maps);
+        let columns = crate::core::sweep::csv::columns_of(
+            maps.iter().flat_map(|m| m.keys().map(|k| k.as_str())),
+        );
         let cells = maps
             .iter()
             .map(|m| {

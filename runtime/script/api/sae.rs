@@ -7,7 +7,7 @@ use crate::script::api::activations::ScriptStore;
 use crate::script::api::model::ScriptModel;
 use crate::script::api::sae_model::{ce_options, insert_ce, measure as measure_ce};
 use crate::script::api::sae_options::loss_options;
-pub(crate) use crate::script::api::sae_options::{sae_config, train_config, SAE_KEYS, TRAIN_KEYS};
+pub(crate) use crate::script::api::sae_options::{sae_config, train_config};
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
@@ -485,31 +485,30 @@ pub mod sae_api {
     /// The architecture: "relu", "topk" or "jumprelu". `s.kind`
     #[rhai_fn(get = "kind", pure)]
     pub fn kind(s: &mut Sae) -> String {
-        s.borrow().cfg.architecture.clone()
+        s.borrow().cfg.architecture.name().to_string()
     }
 
     /// Active features per token of a TopK SAE. `s.k`
-    #[rhai_fn(get = "k", pure)]
-    pub fn k(s: &mut Sae) -> INT {
-        s.borrow().cfg.k
+    #[rhai_fn(get = "k", pure, return_raw)]
+    pub fn k(s: &mut Sae) -> ScriptResult<INT> {
+        let arch = &s.borrow().cfg.architecture;
+        arch.options()
+            .get("k")
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| runtime_error(format!("a {} SAE has no k", arch.name())))
     }
 
     /// The sparsity coefficient λ. `s.l1`
     #[rhai_fn(get = "l1", pure)]
     pub fn l1(s: &mut Sae) -> FLOAT {
-        s.borrow().cfg.l1_coefficient
+        s.borrow().architecture().sparsity_coefficient()
     }
 
     /// Changes λ (for schedules or sweeps). `s.l1 = 3.0;`
     #[rhai_fn(set = "l1", return_raw)]
     pub fn set_l1(s: &mut Sae, l1: FLOAT) -> ScriptResult<()> {
-        if !(l1.is_finite() && l1 >= 0.0) {
-            return Err(runtime_error(format!(
-                "l1 must be a finite number >= 0, got {l1}"
-            )));
-        }
-        s.borrow_mut().cfg.l1_coefficient = l1;
-        Ok(())
+        let mut s = s.borrow_mut();
+        Ok(s.cfg.architecture.get_mut().set_sparsity_coefficient(l1)?)
     }
 
     /// W_dec [n_features, d_in]: row i is feature i's direction (the parameter itself; `.detach()` to analyse).
@@ -541,13 +540,12 @@ pub mod sae_api {
     pub fn sae_to_string(s: &mut Sae) -> String {
         let s = s.borrow();
         let c = &s.cfg;
-        let detail = match c.architecture.as_str() {
-            "topk" => format!("k={}", c.k),
-            _ => format!("l1={}", c.l1_coefficient),
-        };
         format!(
-            "sae({}, d_in={}, n_features={}, {detail})",
-            c.architecture, c.d_in, c.n_features
+            "sae({}, d_in={}, n_features={}, {})",
+            c.architecture.name(),
+            c.d_in,
+            c.n_features,
+            c.arch().summary()
         )
     }
 

@@ -1,14 +1,12 @@
 //! Rhai option maps turned into an SAE's configuration, a training run's
 //! configuration and the options of one loss evaluation.
 use crate::core::precision::Precision;
-use crate::core::sae::trainer::{DeadFeatureRemedy, TrainConfig};
-use crate::core::sae::{self, init::DecoderBiasInit, SaeConfig};
-use crate::core::tensor::parse_device;
+use crate::core::sae::trainer::TrainConfig;
+use crate::core::sae::{self, SaeConfig};
 use crate::core::Tensor;
-use crate::script::convert::Options;
+use crate::script::convert::{option_map, Options};
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::Map;
-use std::path::PathBuf;
 
 /// `precision`: "f32", "tf32" or "bf16".
 fn precision(o: &Options, default: Precision) -> ScriptResult<Precision> {
@@ -18,113 +16,18 @@ fn precision(o: &Options, default: Precision) -> ScriptResult<Precision> {
     })
 }
 
-#[rustfmt::skip]
-pub(crate) const SAE_KEYS: &[&str] = &[
-    "d_in", "n_features", "kind", "k", "l1", "k_aux", "aux_coefficient", "apply_b_dec_to_input",
-    "decoder_init_norm", "jumprelu_threshold", "jumprelu_bandwidth", "device", "model_name",
-    "hook_name", "context_size", "prepend_bos", "dataset_path",
-];
-
+/// `sae(#{d_in, n_features, kind, ...})`: core reads the options (see
+/// `SaeConfig::from_options`).
 pub(crate) fn sae_config(opts: &Map) -> ScriptResult<SaeConfig> {
-    let o = Options::new(opts, "sae", SAE_KEYS)?;
-    let required = |key: &str| -> ScriptResult<i64> {
-        if !o.has(key) {
-            return Err(runtime_error(format!(
-                "sae: option '{key}' is required, e.g. sae(#{{d_in: 64, n_features: 512}})"
-            )));
-        }
-        o.int(key, 0)
-    };
-    let kind = o.string("kind")?.unwrap_or_else(|| "relu".to_string());
-    let mut cfg = SaeConfig::new(&kind, required("d_in")?, required("n_features")?)?;
-    cfg.k = o.int("k", cfg.k)?;
-    cfg.l1_coefficient = o.f64("l1", cfg.l1_coefficient)?;
-    cfg.k_aux = o.int("k_aux", cfg.k_aux)?;
-    cfg.aux_coefficient = o.f64("aux_coefficient", cfg.aux_coefficient)?;
-    cfg.apply_b_dec_to_input = o.bool("apply_b_dec_to_input", cfg.apply_b_dec_to_input)?;
-    cfg.decoder_init_norm = o.f64("decoder_init_norm", cfg.decoder_init_norm)?;
-    cfg.jumprelu_init_threshold = o.f64("jumprelu_threshold", cfg.jumprelu_init_threshold)?;
-    cfg.jumprelu_bandwidth = o.f64("jumprelu_bandwidth", cfg.jumprelu_bandwidth)?;
-    if let Some(device) = o.string("device")? {
-        cfg.device = parse_device(&device)?;
-    }
-    cfg.metadata.model_name = o.string("model_name")?;
-    cfg.metadata.hook_name = o.string("hook_name")?;
-    cfg.metadata.dataset_path = o.string("dataset_path")?;
-    if o.has("context_size") {
-        cfg.metadata.context_size = Some(o.int("context_size", 0)?);
-    }
-    cfg.metadata.prepend_bos = Some(o.bool("prepend_bos", true)?);
-    Ok(cfg)
+    Ok(SaeConfig::from_options(&option_map(opts, "sae")?)?)
 }
 
-#[rustfmt::skip]
-pub(crate) const TRAIN_KEYS: &[&str] = &[
-    "steps", "tokens", "batch_size", "lr", "betas", "eps", "l1_warmup", "lr_decay", "max_grad_norm",
-    "normalize", "b_dec_init", "b_dec_init_tokens", "dead_features", "dead_window",
-    "resample_every", "resample_tokens", "log_every", "csv", "checkpoint_dir", "checkpoint_every",
-    "keep_checkpoints", "resume", "seed", "progress", "precision",
-];
-
+/// A training run's options (see `TrainConfig::from_options`); `extra`
+/// keys belong to the caller (`lr_sweep`'s `lrs`) and are left to it.
 pub(crate) fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptResult<TrainConfig> {
-    let mut known = TRAIN_KEYS.to_vec();
-    known.extend_from_slice(extra);
-    let o = Options::new(opts, context, &known)?;
-    let d = TrainConfig {
-        seed: crate::core::rng::current_seed(),
-        ..Default::default()
-    };
-    let batch_size = o.int("batch_size", d.batch_size)?;
-    let steps = if o.has("tokens") && !o.has("steps") {
-        o.non_negative("tokens", 0)?
-            .div_ceil(batch_size.max(1) as u64)
-    } else {
-        o.non_negative("steps", d.steps)?
-    };
-    let betas = match o.floats("betas")? {
-        None => d.betas,
-        Some(b) if b.len() == 2 => (b[0], b[1]),
-        Some(b) => {
-            return Err(runtime_error(format!(
-                "{context}: betas must have two values, got {}",
-                b.len()
-            )))
-        }
-    };
-    let remedy = o
-        .string("dead_features")?
-        .map(|r| DeadFeatureRemedy::parse(&r))
-        .transpose()?;
-    let b_dec_init = match o.string("b_dec_init")? {
-        Some(name) => DecoderBiasInit::parse(&name)?,
-        None => d.b_dec_init,
-    };
-    Ok(TrainConfig {
-        steps,
-        batch_size,
-        lr: o.f64("lr", d.lr)?,
-        betas,
-        eps: o.f64("eps", d.eps)?,
-        l1_warmup_fraction: o.f64("l1_warmup", d.l1_warmup_fraction)?,
-        lr_decay_fraction: o.f64("lr_decay", d.lr_decay_fraction)?,
-        max_grad_norm: o.f64("max_grad_norm", d.max_grad_norm)?,
-        normalize_inputs: o.bool("normalize", d.normalize_inputs)?,
-        b_dec_init,
-        b_dec_init_tokens: o.int("b_dec_init_tokens", d.b_dec_init_tokens)?,
-        dead_feature_remedy: remedy,
-        dead_window_tokens: o.non_negative("dead_window", d.dead_window_tokens)?,
-        resample_every: o.non_negative("resample_every", d.resample_every)?,
-        resample_tokens: o.int("resample_tokens", d.resample_tokens)?,
-        log_every: o.non_negative("log_every", d.log_every)?,
-        csv_path: o.string("csv")?.map(PathBuf::from),
-        checkpoint_dir: o.string("checkpoint_dir")?.map(PathBuf::from),
-        checkpoint_every: o.non_negative("checkpoint_every", d.checkpoint_every)?,
-        keep_checkpoints: o.non_negative("keep_checkpoints", d.keep_checkpoints as u64)? as usize,
-        resume: o.bool("resume", d.resume)?,
-        seed: o.non_negative("seed", d.seed)?,
-        show_progress: o.bool("progress", d.show_progress)?,
-        precision: precision(&o, d.precision)?,
-    })
+    let mut options = option_map(opts, context)?;
+    options.retain(|key, _| !extra.contains(&key.as_str()));
+    Ok(TrainConfig::from_options(context, &options)?)
 }
 
 pub(crate) fn loss_options(s: &sae::Sae, opts: &Map) -> ScriptResult<sae::LossOptions> {

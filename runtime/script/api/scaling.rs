@@ -87,7 +87,9 @@ fn runs_from(rows: &Array) -> ScriptResult<Vec<Run>> {
 #[export_module]
 pub mod scaling_api {
     use super::{frontier_options, power_law_options, runs_from, to_map};
-    use crate::core::scaling::{self, SaeKind};
+    use crate::core::options::OptionMap;
+    use crate::core::sae::ArchitectureConfig;
+    use crate::core::scaling;
     use crate::core::Error;
     use crate::script::convert;
     use crate::script::error::{runtime_error, ScriptResult};
@@ -194,7 +196,7 @@ pub mod scaling_api {
         Ok(map.into())
     }
 
-    /// Training FLOPs of an SAE: kind "relu" (dense) or "topk" with k.
+    /// Training FLOPs of an SAE: kind "relu" or "jumprelu" (dense), or "topk" with k.
     /// `training_flops(576, 4096, 1e6, "topk", 32)`
     #[rhai_fn(return_raw)]
     pub fn training_flops(
@@ -204,22 +206,16 @@ pub mod scaling_api {
         kind: &str,
         k: INT,
     ) -> ScriptResult<FLOAT> {
-        let kind = match kind {
-            "relu" | "standard" | "jumprelu" => SaeKind::Relu,
-            "topk" => SaeKind::TopK {
-                k: k.max(0) as usize,
-            },
-            other => {
-                return Err(runtime_error(format!(
-                    "training_flops: unknown kind '{other}' (relu or topk)"
-                )))
-            }
-        };
+        let mut architecture = ArchitectureConfig::new(kind, d_in, n_features)?;
+        // `k` is TopK's; an architecture without one leaves it alone.
+        let mut options = OptionMap::new();
+        options.insert("k".into(), k.into());
+        architecture.apply_options(&options)?;
         Ok(scaling::training_flops(
             d_in.max(0) as usize,
             n_features.max(0) as usize,
             tokens,
-            kind,
+            &architecture,
         )
         .map_err(Error::from)?)
     }
@@ -241,24 +237,18 @@ pub mod scaling_api {
         run: FnPtr,
         csv: &str,
     ) -> ScriptResult<Array> {
-        let points = crate::script::sweep::points_of(&grid)?;
-        crate::script::sweep::run_sweep(points, Some(csv), |point| {
-            let result: Dynamic = run.call_within_context(&ctx, (Dynamic::from(point.clone()),))?;
-            result
-                .try_cast::<Map>()
-                .ok_or_else(|| runtime_error("sweep: the run closure must return a map of results"))
-        })
+        crate::script::sweep::sweep_with_closure(&ctx, &grid, &run, csv)
     }
 
     /// Reads a CSV file with a header row into an array of maps (numbers parsed).
     #[rhai_fn(return_raw)]
     pub fn read_csv(path: &str) -> ScriptResult<Array> {
-        crate::script::csv_rows::read(path)
+        crate::script::sweep::read_csv(path)
     }
 
     /// Writes an array of maps as CSV (header from the keys), atomically.
     #[rhai_fn(return_raw)]
     pub fn write_csv(path: &str, rows: Array) -> ScriptResult<()> {
-        crate::script::csv_rows::write(path, &rows)
+        crate::script::sweep::write_csv(path, &rows)
     }
 }

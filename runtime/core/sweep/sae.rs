@@ -1,0 +1,287 @@
+//! The scaling-law sweep: each grid point trains a fresh SAE, evaluates it
+//! (on held-out activations when given), counts its training compute, saves
+//! it if asked, and becomes one CSV row as soon as it finishes, so a killed
+//! sweep resumes.
+use super::{run_sweep, Row, Scalar};
+use crate::options::{field_names, from_options, OptionMap};
+use crate::sae::metrics::{self, Evaluation};
+use crate::sae::trainer::{self, TrainConfig, TrainReport};
+use crate::sae::{checkpoint, ActivationSource, Sae, SaeConfig};
+use crate::{rng, scaling, Error, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Activations for a run: opened with a seed and whether to shuffle (each
+/// run trains on a freshly shuffled stream, evaluation reads in order).
+pub type OpenSource<'a> = dyn Fn(u64, bool) -> Result<Box<dyn ActivationSource>> + 'a;
+
+/// The sweep's own options, by their script names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepOptions {
+    /// Activations evaluated per run (0: all of them).
+    #[serde(default)]
+    eval_tokens: u64,
+    /// One row appended per finished run; a re-run skips them.
+    csv: Option<PathBuf>,
+    /// Each run's SAE saved in a subfolder named after its settings.
+    save_dir: Option<PathBuf>,
+}
+
+/// What every run of a sweep shares. Deserialised from one option map:
+/// the sweep's own keys (`eval_tokens`, `csv`, `save_dir`) and any
+/// SAE or training option, shared by every run and overridden by a grid key
+/// of the same name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "OptionMap")]
+pub struct SweepSpec {
+    pub eval_tokens: u64,
+    pub csv: Option<PathBuf>,
+    pub save_dir: Option<PathBuf>,
+    /// SAE and training options common to every run.
+    pub shared: OptionMap,
+}
+
+/// Training options that do not change a run's result, so they are left out
+/// of the settings a finished run is recognised by.
+const BOOKKEEPING_KEYS: &[&str] = &[
+    "progress",
+    "log_every",
+    "checkpoint_dir",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "resume",
+];
+
+impl TryFrom<OptionMap> for SweepSpec {
+    type Error = Error;
+
+    fn try_from(options: OptionMap) -> Result<Self> {
+        SweepSpec::from_options(&options)
+    }
+}
+
+impl SweepSpec {
+    /// The sweep's own keys; every other key is an SAE or training option.
+    pub fn option_keys() -> &'static [&'static str] {
+        field_names::<SweepOptions>()
+    }
+
+    /// The spec that `options` describe.
+    pub fn from_options(options: &OptionMap) -> Result<SweepSpec> {
+        let own_keys = Self::option_keys();
+        let (mut own, mut shared) = (OptionMap::new(), OptionMap::new());
+        for (key, value) in options {
+            let target = if own_keys.contains(&key.as_str()) {
+                &mut own
+            } else {
+                &mut shared
+            };
+            target.insert(key.clone(), value.clone());
+        }
+        let o: SweepOptions = from_options("sweep", &own)?;
+        Ok(SweepSpec {
+            eval_tokens: o.eval_tokens,
+            csv: o.csv,
+            save_dir: o.save_dir,
+            shared,
+        })
+    }
+
+    /// Every point's run, resuming from `csv`: trained on `source`,
+    /// evaluated on `held_out` (or `source`), `report` told one line per run.
+    pub fn run(
+        &self,
+        points: Vec<Row<Scalar>>,
+        source: &OpenSource,
+        held_out: Option<&OpenSource>,
+        report: &mut dyn FnMut(&str),
+    ) -> Result<Vec<Row<Scalar>>> {
+        let d_in = source(0, false)?.dim();
+        let points = points.iter().map(|p| self.identify(p)).collect();
+        run_sweep(points, self.csv.as_deref(), |point| {
+            self.run_one(point, d_in, source, held_out.unwrap_or(source), report)
+        })
+    }
+
+    /// The point with the shared settings that shape its result (kind, k, lr,
+    /// seed, ...) added, so they land in the CSV and a re-run with other
+    /// settings is not mistaken for a finished one.
+    fn identify(&self, point: &Row<Scalar>) -> Row<Scalar> {
+        let mut full: Row<Scalar> = self
+            .shared
+            .iter()
+            .filter(|(k, _)| !BOOKKEEPING_KEYS.contains(&k.as_str()))
+            .filter_map(|(k, v)| Some((k.clone(), Scalar::from_json(v)?)))
+            .collect();
+        full.extend(point.clone());
+        full
+    }
+
+    /// Trains, evaluates and measures the run at `point`.
+    fn run_one(
+        &self,
+        point: &Row<Scalar>,
+        d_in: i64,
+        source: &OpenSource,
+        held_out: &OpenSource,
+        report: &mut dyn FnMut(&str),
+    ) -> Result<Row<Scalar>> {
+        let name = run_name(point);
+        let (sae_opts, train_opts) = self.options_for(point, &name, d_in)?;
+        let train_cfg = TrainConfig::from_options("sweep", &train_opts)?;
+        rng::seed(train_cfg.seed);
+        let mut sae = Sae::new(SaeConfig::from_options(&sae_opts)?)?;
+        let mut stream = source(train_cfg.seed, true)?;
+        let started = Instant::now();
+        let trained = trainer::train(&mut sae, stream.as_mut(), train_cfg)?;
+        let seconds = started.elapsed().as_secs_f64();
+
+        let mut eval_source = held_out(0, false)?;
+        let evaluation = metrics::evaluate(&sae, eval_source.as_mut(), self.eval_tokens, 4096)?;
+        let compute = scaling::training_flops(
+            d_in as usize,
+            sae.cfg.n_features as usize,
+            trained.tokens as f64,
+            &sae.cfg.architecture,
+        )
+        .map_err(|e| Error::invalid(format!("sweep: {e}")))?;
+        if let Some(dir) = &self.save_dir {
+            checkpoint::save(&sae, &dir.join(&name), 1.0, None)?;
+        }
+        report(&format!(
+            "sweep: {name}: loss {:.4}, L0 {:.1}, explained variance {:.3} ({seconds:.0} s)",
+            evaluation.loss, evaluation.l0, evaluation.explained_variance
+        ));
+        Ok(result_row(&sae, &trained, &evaluation, compute, seconds))
+    }
+
+    /// The shared options with the point's on top, split into the SAE's and
+    /// the trainer's. A checkpoint folder gets one subfolder per run.
+    fn options_for(
+        &self,
+        point: &Row<Scalar>,
+        name: &str,
+        d_in: i64,
+    ) -> Result<(OptionMap, OptionMap)> {
+        let mut merged = self.shared.clone();
+        merged.extend(point.iter().map(|(k, v)| (k.clone(), v.clone().into())));
+        merged.entry("d_in").or_insert_with(|| d_in.into());
+        let (sae_keys, train_keys) = (SaeConfig::option_keys(), TrainConfig::option_keys());
+        let (mut sae_opts, mut train_opts) = (OptionMap::new(), OptionMap::new());
+        for (key, value) in merged {
+            if sae_keys.contains(&key.as_str()) {
+                sae_opts.insert(key, value);
+            } else if train_keys.contains(&key.as_str()) {
+                train_opts.insert(key, value);
+            } else {
+                return Err(Error::invalid(format!(
+                    "sweep: unknown option or grid key '{key}' (sweep options: source, held_out, {}; SAE options: {}; training options: {})",
+                    Self::option_keys().join(", "),
+                    sae_keys.join(", "),
+                    train_keys.join(", ")
+                )));
+            }
+        }
+        if let Some(dir) = train_opts.get("checkpoint_dir").and_then(|d| d.as_str()) {
+            let per_run = Path::new(dir).join(name).display().to_string();
+            train_opts.insert("checkpoint_dir".into(), per_run.into());
+        }
+        Ok((sae_opts, train_opts))
+    }
+}
+
+/// What a sweep records of one finished run.
+fn result_row(
+    sae: &Sae,
+    report: &TrainReport,
+    evaluation: &Evaluation,
+    compute: f64,
+    seconds: f64,
+) -> Row<Scalar> {
+    let mut row = Row::new();
+    let kind = sae.cfg.architecture.name().to_string();
+    row.insert("kind".into(), Scalar::Text(kind));
+    row.insert("n_features".into(), Scalar::Int(sae.cfg.n_features));
+    row.insert("steps".into(), Scalar::Int(report.steps as i64));
+    row.insert("tokens".into(), Scalar::Int(report.tokens as i64));
+    for (key, value) in [
+        ("compute", compute),
+        ("loss", evaluation.loss),
+        ("mse", evaluation.mse),
+        ("l0", evaluation.l0),
+        ("explained_variance", evaluation.explained_variance),
+        ("dead_fraction", evaluation.dead_fraction),
+        ("train_loss", report.last.loss),
+        ("seconds", seconds),
+    ] {
+        row.insert(key.into(), Scalar::Float(value));
+    }
+    row
+}
+
+/// A folder-safe name for a run from its settings: `lr=0.001_n_features=512_steps=100`.
+fn run_name(point: &Row<Scalar>) -> String {
+    point
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("_")
+        .replace(['/', ' ', '\\'], "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sae::{synthetic, TensorSource};
+    use crate::sweep::grid_points;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_rust_caller_runs_a_sweep_and_a_rerun_resumes_from_the_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("runs.csv");
+        let toy = synthetic::superposition(32, 8, 2.0, 512).unwrap();
+        let spec: SweepSpec = serde_json::from_value(serde_json::json!({
+            "csv": csv, "kind": "topk", "k": 2, "batch_size": 64, "lr": 1e-3, "progress": false
+        }))
+        .unwrap();
+        let grid = BTreeMap::from([
+            (
+                "n_features".to_string(),
+                vec![Scalar::Int(16), Scalar::Int(32)],
+            ),
+            ("steps".to_string(), vec![Scalar::Int(2)]),
+        ]);
+        let points = grid_points(&grid).unwrap();
+        let open = |seed, shuffle| -> Result<Box<dyn ActivationSource>> {
+            Ok(Box::new(TensorSource::new(
+                &toy.activations,
+                seed,
+                shuffle,
+            )?))
+        };
+        let mut lines = 0;
+        let rows = spec
+            .run(points.clone(), &open, None, &mut |_| lines += 1)
+            .unwrap();
+        assert_eq!((rows.len(), lines), (2, 2));
+        assert_eq!(rows[0]["kind"], Scalar::Text("topk".into()));
+        assert_eq!(
+            rows[0]["k"],
+            Scalar::Int(2),
+            "shared settings identify a run"
+        );
+        let again = spec.run(points, &open, None, &mut |_| lines += 1).unwrap();
+        assert_eq!(lines, 2, "finished runs are read back, not retrained");
+        assert_eq!(again[1]["loss"], rows[1]["loss"]);
+        let err = SweepSpec::from_options(&OptionMap::from_iter([(
+            "eval_tokens".to_string(),
+            serde_json::json!(-1),
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sweep: option 'eval_tokens'"), "{err}");
+    }
+}
