@@ -14,13 +14,12 @@ fn setup(dir: &Path) -> String {
         let store = m.harvest(demo_corpus(), #{{layer: 15, tokens: 4096, max_norm_ratio: 10.0, out: "{}"}});
         let s = sae(#{{d_in: m.d_model, n_features: 512, kind: "topk", k: 16}});
         s.train(store, #{{steps: 100, batch_size: 512, lr: 1e-3, progress: false}});
-        let r = s.records(store, #{{path: "{}", progress: false}});
+        let r = s.records(store, #{{progress: false}});
         let d = r.density;
         let f = -1;
         for i in 0..512 {{ if f < 0 && d[i] > 0.005 && d[i] < 0.05 {{ f = i; }} }}
         "#,
-        dir.join("acts").display(),
-        dir.join("records").display()
+        dir.join("acts").display()
     )
 }
 
@@ -36,6 +35,7 @@ fn records_name_real_rows_and_examples_carry_their_text() {
         let codes = s.encode(store.rows(top.map(|e| e.row)));
         let recomputed = top.map(|e| 0.0);
         for i in 0..3 {{ recomputed[i] = codes[i][f].item(); }}
+        s.records(store, #{{path: "{}", progress: false}});
         let again = load_records("{}");
         let ex = s.examples(store, f, #{{model: m, k: 3, quantiles: 2, per_quantile: 2}});
         let first = ex.top[0];
@@ -44,6 +44,7 @@ fn records_name_real_rows_and_examples_carry_their_text() {
          ex.max, r.max[f], d[f] * r.rows]
         "#,
         setup(dir.path()),
+        dir.path().join("records").display(),
         dir.path().join("records").display()
     ));
     let v = result.into_array().unwrap();
@@ -140,8 +141,9 @@ fn bad_feature_requests_are_clear_errors() {
     ));
     assert!(err.contains("another SAE"), "{err}");
     let err = eval_err(&format!(
-        "{setup}\nlet other = sae(#{{d_in: 576, n_features: 512}});\n\
-         other.records(store, #{{path: \"{}\"}})",
+        "{setup}\ns.records(store, #{{path: \"{0}\", progress: false}});\n\
+         let other = sae(#{{d_in: 576, n_features: 512}});\n\
+         other.records(store, #{{path: \"{0}\"}})",
         dir.path().join("records").display()
     ));
     assert!(

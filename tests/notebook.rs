@@ -148,3 +148,70 @@ fn report_renders_in_headless_chromium() {
         distinct.len()
     );
 }
+
+/// The reproduction notebook of *Scaling Monosemanticity*'s feature
+/// reading, at its small setting: every cell runs, the report holds each
+/// study's output and figure and opens in Chromium, and so does its dashboard.
+#[test]
+fn monosemanticity_notebook_runs_at_its_small_setting() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let html_path = dir.path().join("report.html");
+    let notebook = Path::new(env!("CARGO_MANIFEST_DIR")).join("notebooks/monosemanticity.rhai");
+    let run = dir.path().join("run");
+    let out = render(
+        &notebook,
+        &html_path,
+        &[
+            "--set",
+            "small=true",
+            "--set",
+            &format!("out={}", run.display()),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    for expected in [
+        "11 ran OK",
+        "records(512 features over",
+        "French: [&quot;feature",
+        "top activations",
+        "dashboard: ",
+        "fraction with max |r| &lt;= 0.3",
+        "10-nearest neighbours kept",
+        "has_feature",
+        "data:image/png;base64,",
+    ] {
+        assert!(html.contains(expected), "report lacks {expected:?}");
+    }
+    for figure in [
+        "specificity.png",
+        "neurons.png",
+        "map.png",
+        "completeness.png",
+    ] {
+        assert!(run.join(figure).is_file(), "{figure} was not written");
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chromium_check.sh");
+    for page in [html_path.clone(), run.join("dashboard/index.html")] {
+        let check = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(&page)
+            .arg(dir.path().join("shot.png"))
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "chromium check of {} failed: {}{}",
+            page.display(),
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}
