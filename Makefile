@@ -81,6 +81,7 @@ bench: build
 	$(PYTHON) benches/model_throughput.py --saelab ./target/release/saelab --threads $(THREADS)
 	./target/release/saelab run benches/steering.rhai
 	./target/release/saelab run benches/records.rhai --set rows=$(RECORD_ROWS)
+	./target/release/saelab run benches/neurons.rhai
 
 clean:
 	cargo clean

@@ -39,6 +39,11 @@ pub struct NeuronCorrelations {
     pub best_neuron: Vec<i64>,
     pub tokens: usize,
     pub neurons_per_layer: i64,
+    /// Where the time went: the model's forward passes, the SAE's encoding,
+    /// and the running sums (the correlation matmuls), in seconds.
+    pub seconds_forward: f64,
+    pub seconds_encode: f64,
+    pub seconds_sums: f64,
 }
 
 impl NeuronCorrelations {
@@ -134,6 +139,7 @@ pub fn neuron_correlations(
     let hooks = Hooks::reading(&reads);
     let index = Tensor::f_from_slice(&opts.features)?.f_to(sae.cfg.device)?;
     let mut sums: Option<Sums> = None;
+    let mut timing = Timing::default();
     let bar = opts
         .show_progress
         .then(|| crate::progress::bar(opts.tokens as u64, "tokens"));
@@ -155,7 +161,10 @@ pub fn neuron_correlations(
         if keep.is_empty() {
             continue;
         }
+        let started = std::time::Instant::now();
         let out = model.run(std::slice::from_ref(&window.tokens), &hooks, Logits::Skip)?;
+        timing.forward += started.elapsed().as_secs_f64();
+        let started = std::time::Instant::now();
         let rows = |t: &Tensor| -> Result<Tensor> {
             let t = t.f_squeeze_dim(0)?;
             let keep = Tensor::f_from_slice(&keep)?.f_to(t.device())?;
@@ -169,6 +178,8 @@ pub fn neuron_correlations(
             .map(rows)
             .collect::<Result<_>>()?;
         let y = Tensor::f_cat(&neurons, 1)?.f_to(x.device())?;
+        timing.encode += started.elapsed().as_secs_f64();
+        let started = std::time::Instant::now();
         match &mut sums {
             Some(s) => s.add(&x, &y)?,
             None => {
@@ -177,6 +188,7 @@ pub fn neuron_correlations(
                 sums = Some(s);
             }
         }
+        timing.sums += started.elapsed().as_secs_f64();
         seen += keep.len();
         if let Some(bar) = &bar {
             bar.inc(keep.len() as u64);
@@ -255,6 +267,9 @@ fn summarise(
         best_neuron: at.iter().map(|&i| i % neurons_per_layer).collect(),
         tokens,
         neurons_per_layer,
+        seconds_forward: 0.0,
+        seconds_encode: 0.0,
+        seconds_sums: 0.0,
     })
 }
 

@@ -61,6 +61,9 @@ fn correlations_map(c: &NeuronCorrelations) -> Map {
     let fired = c.max_abs_r.iter().filter(|r| r.is_finite()).count();
     m.insert("fired".into(), Dynamic::from(fired as INT));
     m.insert("tokens".into(), Dynamic::from(c.tokens as INT));
+    m.insert("seconds_forward".into(), Dynamic::from(c.seconds_forward));
+    m.insert("seconds_encode".into(), Dynamic::from(c.seconds_encode));
+    m.insert("seconds_sums".into(), Dynamic::from(c.seconds_sums));
     m
 }
 
@@ -179,7 +182,7 @@ pub mod feature_search_api {
 
     /// Pearson correlation of each chosen feature with every MLP neuron of `layers` over `tokens` tokens of the
     /// corpus, in one streaming pass: `#{features, max_abs_r, r, best_layer, best_neuron, fraction_at_most_0_3,
-    /// fired, tokens}` (features that never fired have max_abs_r NaN and are left out of the fraction).
+    /// fired, tokens, seconds_forward, seconds_encode, seconds_sums}` (features that never fired have max_abs_r NaN and are left out of the fraction).
     /// Options: features (default the first 1024), layers (default every layer before the SAE's), tokens (100000),
     /// context (128), layer/hook (the SAE's site), progress.
     /// `let c = neuron_correlations(m, s, demo_corpus(), #{tokens: 20000});`
