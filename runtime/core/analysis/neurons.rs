@@ -198,12 +198,22 @@ pub fn neuron_correlations(
         bar.finish_and_clear();
     }
     let sums = sums.ok_or_else(|| Error::invalid("the corpus gave no text to correlate on"))?;
-    summarise(
-        &sums.pearson()?,
-        opts,
-        seen,
-        model.llama.config.d_mlp as i64,
-    )
+    let started = std::time::Instant::now();
+    let r = sums.pearson()?;
+    let mut result = summarise(&r, opts, seen, model.llama.config.d_mlp as i64)?;
+    timing.sums += started.elapsed().as_secs_f64();
+    result.seconds_forward = timing.forward;
+    result.seconds_encode = timing.encode;
+    result.seconds_sums = timing.sums;
+    Ok(result)
+}
+
+/// Seconds spent in each part of the pass.
+#[derive(Default)]
+struct Timing {
+    forward: f64,
+    encode: f64,
+    sums: f64,
 }
 
 fn check(model: &Model, sae: &Sae, opts: &NeuronOptions) -> Result<()> {
