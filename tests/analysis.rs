@@ -11,7 +11,7 @@ use saelab::core::sae::{ArchitectureConfig, Sae, SaeConfig};
 use tch::Tensor;
 
 /// A TopK SAE trained briefly on 4,096 harvested rows of layer 15, in `dir`.
-fn trained_sae_script(dir: &std::path::Path) -> String {
+pub(crate) fn trained_sae_script(dir: &std::path::Path) -> String {
     format!(
         r#"
         seed(0);

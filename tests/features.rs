@@ -5,22 +5,16 @@
 use crate::support::{eval, eval_err};
 use std::path::Path;
 
-/// A TopK SAE trained briefly on 4,096 harvested rows of layer 15.
+/// A TopK SAE trained briefly on 4,096 harvested rows of layer 15, its
+/// records, and `f`, a feature that fires on 0.5–5% of the rows.
 fn setup(dir: &Path) -> String {
-    format!(
-        r#"
-        seed(0);
-        let m = load_model();
-        let store = m.harvest(demo_corpus(), #{{layer: 15, tokens: 4096, max_norm_ratio: 10.0, out: "{}"}});
-        let s = sae(#{{d_in: m.d_model, n_features: 512, kind: "topk", k: 16}});
-        s.train(store, #{{steps: 100, batch_size: 512, lr: 1e-3, progress: false}});
-        let r = s.records(store, #{{progress: false}});
+    crate::analysis::trained_sae_script(dir)
+        + r#"
+        let r = s.records(store, #{progress: false});
         let d = r.density;
         let f = -1;
-        for i in 0..512 {{ if f < 0 && d[i] > 0.005 && d[i] < 0.05 {{ f = i; }} }}
-        "#,
-        dir.join("acts").display()
-    )
+        for i in 0..512 { if f < 0 && d[i] > 0.005 && d[i] < 0.05 { f = i; } }
+        "#
 }
 
 #[test]

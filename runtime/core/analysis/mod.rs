@@ -26,3 +26,15 @@ pub use specificity::{specificity, ConceptRater, Rater, SpecificityBin};
 pub use steering::{
     clamp_features, logit_effects, max_activations, site_activations, Clamp, LogitEffects,
 };
+
+/// Refuses an SAE whose width is not the model's residual stream's.
+pub(crate) fn check_width(model: &crate::model::Model, sae: &crate::sae::Sae) -> crate::Result<()> {
+    if sae.cfg.d_in != model.d_model() as i64 {
+        return Err(crate::Error::invalid(format!(
+            "the SAE reads width {}, the model's residual stream is {}",
+            sae.cfg.d_in,
+            model.d_model()
+        )));
+    }
+    Ok(())
+}

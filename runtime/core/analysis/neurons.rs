@@ -150,14 +150,8 @@ pub fn neuron_correlations(
         }
         crate::interrupt::check()?;
         let window = window?;
-        let keep: Vec<i64> = SpliceWindow::from_corpus(&window)
-            .replace
-            .iter()
-            .enumerate()
-            .filter(|(_, kept)| **kept)
-            .map(|(j, _)| j as i64)
-            .take(opts.tokens - seen)
-            .collect();
+        let mut keep = SpliceWindow::from_corpus(&window).kept_positions();
+        keep.truncate(opts.tokens - seen);
         if keep.is_empty() {
             continue;
         }
@@ -217,13 +211,7 @@ struct Timing {
 }
 
 fn check(model: &Model, sae: &Sae, opts: &NeuronOptions) -> Result<()> {
-    if sae.cfg.d_in != model.d_model() as i64 {
-        return Err(Error::invalid(format!(
-            "the SAE reads width {}, the model's residual stream is {}",
-            sae.cfg.d_in,
-            model.d_model()
-        )));
-    }
+    super::check_width(model, sae)?;
     if opts.features.is_empty() || opts.layers.is_empty() || opts.tokens < 2 {
         return Err(Error::invalid(
             "neuron correlations need features, layers and at least 2 tokens",

@@ -30,13 +30,7 @@ pub struct TokenFeatures {
 
 /// A text's token ids and the SAE's codes at `site`, [tokens, n_features].
 fn text_codes(model: &Model, sae: &Sae, site: Site, text: &str) -> Result<(Vec<u32>, Tensor)> {
-    if sae.cfg.d_in != model.d_model() as i64 {
-        return Err(Error::invalid(format!(
-            "the SAE reads width {}, the model's residual stream is {}",
-            sae.cfg.d_in,
-            model.d_model()
-        )));
-    }
+    super::check_width(model, sae)?;
     let _guard = tch::no_grad_guard();
     let tokens = model.tokens_to_run(text)?;
     let x = model.activations(text, site)?;

@@ -88,13 +88,7 @@ pub fn site_activations(
             .ok_or_else(|| Error::invalid(format!("{site} was not read")))?
             .f_squeeze_dim(0)?;
         // The positions a harvest keeps (and CE loss recovered replaces).
-        let keep: Vec<i64> = SpliceWindow::from_corpus(&window)
-            .replace
-            .iter()
-            .enumerate()
-            .filter(|(_, kept)| **kept)
-            .map(|(j, _)| j as i64)
-            .collect();
+        let keep = SpliceWindow::from_corpus(&window).kept_positions();
         kept += keep.len();
         rows.push(x.f_index_select(0, &Tensor::f_from_slice(&keep)?.f_to(x.device())?)?);
     }
@@ -153,13 +147,7 @@ pub fn logit_effects(model: &Model, sae: &Sae, feature: i64, k: usize) -> Result
         values: vec![0.0],
     }
     .check(sae.cfg.n_features)?;
-    if sae.cfg.d_in != model.d_model() as i64 {
-        return Err(Error::invalid(format!(
-            "the SAE reads width {}, the model's residual stream is {}",
-            sae.cfg.d_in,
-            model.d_model()
-        )));
-    }
+    super::check_width(model, sae)?;
     let _guard = tch::no_grad_guard();
     let device = model.llama.device();
     let direction = sae.weights.w_dec.inner().f_get(feature)?.f_to(device)?;

@@ -20,6 +20,16 @@ pub struct SpliceWindow {
 }
 
 impl SpliceWindow {
+    /// The positions marked for replacement: those a harvest keeps.
+    pub fn kept_positions(&self) -> Vec<i64> {
+        self.replace
+            .iter()
+            .enumerate()
+            .filter(|(_, kept)| **kept)
+            .map(|(j, _)| j as i64)
+            .collect()
+    }
+
     /// A corpus window: every text position but the first.
     pub fn from_corpus(window: &Window) -> Self {
         let replace = window

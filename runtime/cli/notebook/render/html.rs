@@ -51,18 +51,7 @@ fn notebook_dir(source_path: &str) -> PathBuf {
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub(super) fn escape_html(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            _ => escaped.push(c),
-        }
-    }
-    escaped
+    saelab::core::dashboard::html::escape(text)
 }
 
 fn header_html(report: &Report, summary: &Summary) -> String {
