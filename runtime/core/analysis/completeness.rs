@@ -3,7 +3,9 @@
 //! training data. Each concept is named by strings (a country's names, an
 //! element's symbol and name); its frequency is counted in a corpus, and it
 //! "has a feature" when the contrastive search finds a feature that fires on
-//! most corpus snippets mentioning it and far less on snippets that do not.
+//! most corpus snippets mentioning it and far less on snippets that do not,
+//! whether those mention no concept or another one (so a feature of
+//! countries in general does not count as France's).
 use super::search::{rank, SearchHit, TextMaxima};
 use crate::corpus::Corpus;
 use crate::model::{Model, Site};
@@ -162,23 +164,43 @@ pub fn concept_features(
     counts: &ConceptCounts,
     opts: &CompletenessOptions,
 ) -> Result<Vec<ConceptFeature>> {
-    // The counter-examples are the same for every concept: measured once.
+    // Every set of texts is measured once. A concept's counter-examples are
+    // the background and the other concepts' snippets: a feature of
+    // countries in general is not a feature of France.
     let background = if counts.background.is_empty() {
         None
     } else {
         Some(TextMaxima::of(model, sae, site, &counts.background)?)
     };
-    concepts
+    let sets = concepts
         .iter()
         .zip(&counts.snippets)
         .map(|(concept, snippets)| {
             let texts = if snippets.is_empty() {
-                concept.strings.clone()
+                &concept.strings
             } else {
-                snippets.clone()
+                snippets
             };
-            let positive = TextMaxima::of(model, sae, site, &texts)?;
-            let best = rank(&positive, background.as_ref(), 1)?.first().copied();
+            TextMaxima::of(model, sae, site, texts)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    (0..concepts.len())
+        .map(|i| {
+            let others: Vec<&TextMaxima> = background
+                .iter()
+                .chain(
+                    sets.iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != i)
+                        .map(|(_, s)| s),
+                )
+                .collect();
+            let negative = if others.is_empty() {
+                None
+            } else {
+                Some(TextMaxima::union(&others)?)
+            };
+            let best = rank(&sets[i], negative.as_ref(), 1)?.first().copied();
             let has_feature = best.is_some_and(|h| {
                 h.fired >= opts.min_fired
                     && h.positive > 0.0

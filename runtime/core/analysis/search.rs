@@ -52,29 +52,10 @@ fn text_maxima(model: &Model, sae: &Sae, site: Site, text: &str) -> Result<Tenso
     Ok(codes.f_amax([0i64].as_slice(), false)?)
 }
 
-/// Mean over texts of each feature's per-text maximum, and the fraction of
-/// texts where it fired.
-fn mean_maxima(model: &Model, sae: &Sae, site: Site, texts: &[String]) -> Result<(Tensor, Tensor)> {
-    let maxima = texts
-        .iter()
-        .map(|t| {
-            crate::interrupt::check()?;
-            text_maxima(model, sae, site, t)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let stacked = Tensor::f_stack(&maxima, 0)?;
-    let fired = stacked
-        .f_gt(0.0)?
-        .f_totype(Kind::Float)?
-        .f_mean_dim(0, false, Kind::Float)?;
-    Ok((stacked.f_mean_dim(0, false, Kind::Float)?, fired))
-}
-
-/// Each feature's mean per-text maximum over some texts, and the fraction
-/// of them where it fired: what [`search`] compares.
+/// Each feature's maximum over each of some texts, [texts, n_features]:
+/// what [`search`] compares, kept per text so that sets can be combined.
 pub struct TextMaxima {
-    pub mean: Tensor,
-    pub fired: Tensor,
+    pub per_text: Tensor,
 }
 
 impl TextMaxima {
@@ -82,8 +63,38 @@ impl TextMaxima {
         if texts.is_empty() {
             return Err(Error::invalid("search needs at least one text"));
         }
-        let (mean, fired) = mean_maxima(model, sae, site, texts)?;
-        Ok(TextMaxima { mean, fired })
+        let maxima = texts
+            .iter()
+            .map(|t| {
+                crate::interrupt::check()?;
+                text_maxima(model, sae, site, t)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TextMaxima {
+            per_text: Tensor::f_stack(&maxima, 0)?,
+        })
+    }
+
+    /// The texts of several sets together.
+    pub fn union(sets: &[&TextMaxima]) -> Result<Self> {
+        let parts: Vec<&Tensor> = sets.iter().map(|s| &s.per_text).collect();
+        Ok(TextMaxima {
+            per_text: Tensor::f_cat(&parts, 0)?,
+        })
+    }
+
+    /// Each feature's per-text maximum averaged over the texts.
+    pub fn mean(&self) -> Result<Tensor> {
+        Ok(self.per_text.f_mean_dim(0, false, Kind::Float)?)
+    }
+
+    /// The fraction of texts on which each feature fired.
+    pub fn fired(&self) -> Result<Tensor> {
+        Ok(self
+            .per_text
+            .f_gt(0.0)?
+            .f_totype(Kind::Float)?
+            .f_mean_dim(0, false, Kind::Float)?)
     }
 }
 
@@ -113,11 +124,12 @@ pub fn rank(
     negative: Option<&TextMaxima>,
     k: usize,
 ) -> Result<Vec<SearchHit>> {
+    let mean = positive.mean()?;
     let negative = match negative {
-        Some(n) => n.mean.shallow_clone(),
-        None => positive.mean.f_zeros_like()?,
+        Some(n) => n.mean()?,
+        None => mean.f_zeros_like()?,
     };
-    let score = positive.mean.f_sub(&negative)?;
+    let score = mean.f_sub(&negative)?;
     let k = (k as i64).min(score.size()[0]);
     let (_, best) = score.f_topk(k, 0, true, true)?;
     let pick = |t: &Tensor| -> Result<Vec<f64>> {
@@ -126,9 +138,9 @@ pub fn rank(
     };
     let (scores, pos, neg, fired) = (
         pick(&score)?,
-        pick(&positive.mean)?,
+        pick(&mean)?,
         pick(&negative)?,
-        pick(&positive.fired)?,
+        pick(&positive.fired()?)?,
     );
     let features: Vec<i64> = Vec::try_from(&best.f_to(tch::Device::Cpu)?)?;
     Ok((0..features.len())
