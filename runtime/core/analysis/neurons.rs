@@ -139,6 +139,7 @@ pub fn neuron_correlations(
     let hooks = Hooks::reading(&reads);
     let index = Tensor::f_from_slice(&opts.features)?.f_to(sae.cfg.device)?;
     let mut sums: Option<Sums> = None;
+    let mut pending: Vec<(Tensor, Tensor)> = Vec::new();
     let mut timing = Timing::default();
     let bar = opts
         .show_progress
@@ -174,13 +175,12 @@ pub fn neuron_correlations(
         let y = Tensor::f_cat(&neurons, 1)?.f_to(x.device())?;
         timing.encode += started.elapsed().as_secs_f64();
         let started = std::time::Instant::now();
-        match &mut sums {
-            Some(s) => s.add(&x, &y)?,
-            None => {
-                let mut s = Sums::new(&x, &y)?;
-                s.add(&x, &y)?;
-                sums = Some(s);
-            }
+        if sums.is_none() {
+            sums = Some(Sums::new(&x, &y)?);
+        }
+        pending.push((x, y));
+        if pending.iter().map(|(x, _)| x.size()[0]).sum::<i64>() >= FLUSH_ROWS {
+            flush(sums.as_mut(), &mut pending)?;
         }
         timing.sums += started.elapsed().as_secs_f64();
         seen += keep.len();
@@ -191,6 +191,9 @@ pub fn neuron_correlations(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let started = std::time::Instant::now();
+    flush(sums.as_mut(), &mut pending)?;
+    timing.sums += started.elapsed().as_secs_f64();
     let sums = sums.ok_or_else(|| Error::invalid("the corpus gave no text to correlate on"))?;
     let started = std::time::Instant::now();
     let r = sums.pearson()?;
@@ -200,6 +203,26 @@ pub fn neuron_correlations(
     result.seconds_encode = timing.encode;
     result.seconds_sums = timing.sums;
     Ok(result)
+}
+
+/// Rows gathered before one cross-product matmul: adding a [features ×
+/// neurons] product to the f64 sums costs as much as a matmul of a few
+/// hundred rows, so windows are taken together.
+const FLUSH_ROWS: i64 = 2048;
+
+/// Adds the pending windows' rows to the sums in one matmul.
+fn flush(sums: Option<&mut Sums>, pending: &mut Vec<(Tensor, Tensor)>) -> Result<()> {
+    let Some(sums) = sums else {
+        return Ok(());
+    };
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let xs: Vec<&Tensor> = pending.iter().map(|(x, _)| x).collect();
+    let ys: Vec<&Tensor> = pending.iter().map(|(_, y)| y).collect();
+    sums.add(&Tensor::f_cat(&xs, 0)?, &Tensor::f_cat(&ys, 0)?)?;
+    pending.clear();
+    Ok(())
 }
 
 /// Seconds spent in each part of the pass.

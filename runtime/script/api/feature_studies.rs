@@ -232,7 +232,10 @@ pub mod feature_studies_api {
             height: 800,
             ..Default::default()
         });
-        for (i, s) in saes.iter().enumerate() {
+        // The largest SAE first, so that the smaller ones' points stay visible on top.
+        let mut order: Vec<usize> = (0..saes.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(saes[i].borrow().cfg.n_features));
+        for (i, s) in order.into_iter().map(|i| (i, &saes[i])) {
             let (xs, ys): (Vec<f64>, Vec<f64>) = layout
                 .iter()
                 .zip(&owner)
