@@ -145,7 +145,7 @@ fn histogram_svg(ex: &FeatureExamples) -> Result<String> {
         height: 280,
         ..Default::default()
     });
-    figure.line(&xs, &ys, SeriesStyle::labelled("").with_color("orange"))?;
+    figure.line(&xs, &ys, SeriesStyle::default().with_color("orange"))?;
     Ok(format!("<div class=\"hist\">{}</div>", figure.to_svg()?))
 }
 
