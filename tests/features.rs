@@ -270,3 +270,30 @@ fn specificity_rates_every_level_and_draws_the_stacked_bars() {
         "{err}"
     );
 }
+
+#[test]
+fn the_split_view_lists_a_feature_and_its_nearest_neighbours_with_examples() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let result = eval(&format!(
+        "{}\nlet rows = split_view(s, [s], f, store, #{{model: m, k: 2, examples: 1}});\n\
+         [rows.map(|r| r.feature), rows.map(|r| r.cosine), rows.map(|r| r.sae), rows[0].examples.len(), f]",
+        setup(dir.path())
+    ));
+    let v = result.into_array().unwrap();
+    let features: Vec<i64> = v[0].clone().into_typed_array().unwrap();
+    let cosines: Vec<f64> = v[1].clone().into_typed_array().unwrap();
+    let saes: Vec<i64> = v[2].clone().into_typed_array().unwrap();
+    let f = v[4].as_int().unwrap();
+    assert_eq!(features.len(), 3);
+    assert_eq!(features[0], f);
+    assert!(
+        features[1..].iter().all(|&n| n != f),
+        "the feature is not its own neighbour"
+    );
+    assert!(cosines[1] >= cosines[2] && cosines[1] <= 1.0);
+    assert_eq!(saes, vec![0, 1, 1]);
+    assert_eq!(v[3].as_int().unwrap(), 1);
+}

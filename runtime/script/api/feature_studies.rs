@@ -289,6 +289,69 @@ pub mod feature_studies_api {
         Ok(out)
     }
 
+    /// Feature splitting: `feature` of the SAE `small` and, for each SAE in `larger` (trained on the same store),
+    /// its `k` nearest features by decoder cosine, each with its strongest examples side by side:
+    /// `[#{sae, n_features, feature, cosine, examples: [text]}]`, the small SAE's feature first.
+    /// Options: model (required), k (3), examples (2 per feature). `table(split_view(s_1k, [s_4k, s_16k], 281, store, #{model: m}))`
+    #[rhai_fn(return_raw)]
+    pub fn split_view(
+        small: Sae,
+        larger: Array,
+        feature: INT,
+        store: Store,
+        opts: Map,
+    ) -> ScriptResult<Array> {
+        let o = Options::new(&opts, "split_view", &["model", "k", "examples"])?;
+        let model = model_option(&opts, "split_view")?;
+        let k = o.positive("k", 3)?;
+        let mut options = example_options(&o)?;
+        options.k = o.positive("examples", 2)?;
+        options.quantiles = 0;
+        let larger: Vec<Sae> = larger
+            .into_iter()
+            .map(|s| {
+                s.try_cast::<Sae>()
+                    .ok_or_else(|| runtime_error("split_view: larger must be an array of SAEs"))
+            })
+            .collect::<ScriptResult<_>>()?;
+        let row = |index: usize,
+                   sae: &crate::core::sae::Sae,
+                   feature: i64,
+                   cosine: f64|
+         -> ScriptResult<Dynamic> {
+            let records = records_option(&Map::new(), "split_view", sae, &store, options.k)?;
+            let examples = analysis::feature_examples(
+                sae,
+                &store,
+                &records,
+                &model.tokenizer,
+                feature,
+                &options,
+            )?;
+            let texts: Array = examples
+                .top
+                .iter()
+                .map(|c| Dynamic::from(c.plain()))
+                .collect();
+            let mut m = Map::new();
+            m.insert("sae".into(), Dynamic::from(index as INT));
+            m.insert("n_features".into(), Dynamic::from(sae.cfg.n_features));
+            m.insert("feature".into(), Dynamic::from(feature));
+            m.insert("cosine".into(), Dynamic::from(cosine));
+            m.insert("examples".into(), Dynamic::from(texts));
+            Ok(Dynamic::from(m))
+        };
+        let small = small.borrow();
+        let mut rows = vec![row(0, &small, feature, 1.0)?];
+        for (i, big) in larger.iter().enumerate() {
+            let big = big.borrow();
+            for n in analysis::neighbors(&small, feature, &big, k)? {
+                rows.push(row(i + 1, &big, n.feature, n.cosine)?);
+            }
+        }
+        Ok(rows)
+    }
+
     /// `feature_map` with every default.
     #[rhai_fn(name = "feature_map", return_raw)]
     pub fn feature_map_default(saes: Array, path: &str) -> ScriptResult<Map> {
