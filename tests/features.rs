@@ -297,3 +297,31 @@ fn the_split_view_lists_a_feature_and_its_nearest_neighbours_with_examples() {
     assert_eq!(saes, vec![0, 1, 1]);
     assert_eq!(v[3].as_int().unwrap(), 1);
 }
+
+#[test]
+fn a_rater_can_ask_the_language_model() {
+    if !crate::model::model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let result = eval(&format!(
+        "{}\nlet asked = [];\n\
+         let judge = |context, token, activation| {{\n\
+             let answer = m.generate(`Is this text French? ${{context}}`, #{{max_tokens: 2, chat: true}});\n\
+             asked.push(answer);\n\
+             if answer.to_lower().contains(\"yes\") || answer.to_lower().contains(\"oui\") {{ 3 }} else {{ 0 }}\n\
+         }};\n\
+         let spec = specificity(s, store, f, judge, #{{model: m, bins: 2, per_bin: 2}});\n\
+         [asked.len(), spec.bins.map(|b| b.scores[0] + b.scores[3])]",
+        setup(dir.path())
+    ));
+    let v = result.into_array().unwrap();
+    let asked = v[0].as_int().unwrap();
+    let scored: Vec<i64> = v[1].clone().into_typed_array().unwrap();
+    assert!(asked >= 1, "the model was never asked");
+    assert_eq!(
+        scored.iter().sum::<i64>(),
+        asked,
+        "every answer became a 0 or a 3"
+    );
+}
