@@ -98,6 +98,8 @@ fn a_dashboard_renders_in_chromium_and_its_links_resolve() {
     }
     assert_eq!(pages, 4, "three feature pages and the index");
     assert!(index.contains("data-sort"));
+    let page = std::fs::read_to_string(dash.join("feature-3.html")).unwrap();
+    assert!(page.contains("Steer with it") && page.contains("clamp: #{\"3\": \"10x\"}"));
     let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chromium_check.sh");
     for page in ["index.html", "feature-3.html"] {
         let out = std::process::Command::new("bash")

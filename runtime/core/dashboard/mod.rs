@@ -188,14 +188,26 @@ fn feature_body(
     Ok(format!(
         "<p><a href=\"index.html\">all features</a></p><h1>Feature {}</h1>{}\
          <div class=\"cols\"><div>{}</div><div><h2>Promoted tokens</h2>{}</div>\
-         <div><h2>Suppressed tokens</h2>{}</div><div><h2>Nearest features (decoder cosine)</h2>{near}</div></div>{}",
+         <div><h2>Suppressed tokens</h2>{}</div><div><h2>Nearest features (decoder cosine)</h2>{near}</div></div>{}{}",
         ex.feature,
         summary(ex),
         histogram_svg(ex)?,
         token_list(&effects.promoted)?,
         token_list(&effects.suppressed)?,
+        steering_html(ex.feature),
         examples_html(ex)
     ))
+}
+
+/// How to test what the page suggests: the feature clamped while the model
+/// generates (`m.generate`'s `steer`, with the SAE's error term kept).
+fn steering_html(feature: i64) -> String {
+    format!(
+        "<h2>Steer with it</h2><p class=\"muted\">Clamp the feature while the model writes; \
+         <code>\"10x\"</code> is ten times its largest activation on the store.</p>\
+         <pre><code>let max = s.max_activations(store);\n\
+         m.generate(\"Tell me about your day.\", #{{steer: #{{sae: s, clamp: #{{\"{feature}\": \"10x\"}}, max: max}}}});</code></pre>"
+    )
 }
 
 struct IndexRow {
