@@ -100,19 +100,10 @@ fn a_dashboard_renders_in_chromium_and_its_links_resolve() {
     assert!(index.contains("data-sort"));
     let page = std::fs::read_to_string(dash.join("feature-3.html")).unwrap();
     assert!(page.contains("Steer with it") && page.contains("clamp: #{\"3\": \"10x\"}"));
-    let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chromium_check.sh");
     for page in ["index.html", "feature-3.html"] {
-        let out = std::process::Command::new("bash")
-            .arg(&check)
-            .arg(dash.join(page))
-            .arg(dir.path().join(format!("{page}.png")))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "chromium check of {page} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        crate::support::assert_renders_in_chromium(
+            &dash.join(page),
+            &dir.path().join(format!("{page}.png")),
         );
     }
 }

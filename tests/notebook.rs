@@ -122,19 +122,7 @@ fn report_renders_in_headless_chromium() {
     let out = render(&quickstart(), &html_path, &["--set", "steps=20"]);
     assert!(out.status.success());
     let shot = dir.path().join("shot.png");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chromium_check.sh");
-    let check = std::process::Command::new("bash")
-        .arg(script)
-        .arg(&html_path)
-        .arg(&shot)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "chromium check failed: {}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    crate::support::assert_renders_in_chromium(&html_path, &shot);
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
     let mut reader = decoder.read_info().unwrap();
     let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
@@ -198,20 +186,7 @@ fn monosemanticity_notebook_runs_at_its_small_setting() {
     ] {
         assert!(run.join(figure).is_file(), "{figure} was not written");
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chromium_check.sh");
     for page in [html_path.clone(), run.join("dashboard/index.html")] {
-        let check = std::process::Command::new("bash")
-            .arg(&script)
-            .arg(&page)
-            .arg(dir.path().join("shot.png"))
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "chromium check of {} failed: {}{}",
-            page.display(),
-            String::from_utf8_lossy(&check.stdout),
-            String::from_utf8_lossy(&check.stderr)
-        );
+        crate::support::assert_renders_in_chromium(&page, &dir.path().join("shot.png"));
     }
 }

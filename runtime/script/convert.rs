@@ -48,6 +48,25 @@ pub fn int_list(array: &Array, what: &str) -> ScriptResult<Vec<i64>> {
         .collect()
 }
 
+/// An array of strings (texts to search, a concept's names); `what` names
+/// the argument in the error.
+pub fn string_list(value: &Dynamic, what: &str) -> ScriptResult<Vec<String>> {
+    let array = value.read_lock::<Array>().ok_or_else(|| {
+        runtime_error(format!(
+            "{what} must be an array of strings, got {}",
+            value.type_name()
+        ))
+    })?;
+    array
+        .iter()
+        .map(|v| {
+            v.clone()
+                .into_string()
+                .map_err(|t| runtime_error(format!("{what} must be strings, got {t}")))
+        })
+        .collect()
+}
+
 /// The element type a nested array implies, as torch.tensor infers it.
 #[derive(PartialEq, Clone, Copy)]
 enum Leaf {

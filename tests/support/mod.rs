@@ -102,3 +102,23 @@ pub fn assert_close(actual: &[f64], expected: &[f64], tol: f64) {
         assert!((a - e).abs() <= tol, "{actual:?} vs {expected:?}");
     }
 }
+
+/// Renders `page` in headless Chromium (`tests/support/chromium_check.sh`,
+/// which installs it when missing) and fails the test if the page logs
+/// console errors or no screenshot comes out; the screenshot goes to `shot`.
+pub fn assert_renders_in_chromium(page: &Path, shot: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chromium_check.sh");
+    let check = Command::new("bash")
+        .arg(script)
+        .arg(page)
+        .arg(shot)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "chromium check of {} failed: {}{}",
+        page.display(),
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

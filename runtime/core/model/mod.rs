@@ -7,6 +7,7 @@ pub mod gguf;
 pub mod hooks;
 pub mod language_model;
 pub mod llama;
+pub mod llama_config;
 pub mod splice;
 pub mod tokenizer;
 

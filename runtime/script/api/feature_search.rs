@@ -5,7 +5,7 @@ use crate::core::analysis::{NeuronCorrelations, NeuronOptions};
 use crate::script::api::activations::ScriptCorpus;
 use crate::script::api::model::ScriptModel;
 use crate::script::api::sae::Sae;
-use crate::script::convert::Options;
+use crate::script::convert::{string_list, Options};
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Map, INT};
@@ -26,17 +26,6 @@ fn neighbor_list(
             Dynamic::from(m)
         })
         .collect())
-}
-
-fn strings(values: &Array, what: &str) -> ScriptResult<Vec<String>> {
-    values
-        .iter()
-        .map(|v| {
-            v.clone()
-                .into_string()
-                .map_err(|t| runtime_error(format!("{what} must be strings, got {t}")))
-        })
-        .collect()
 }
 
 fn correlations_map(c: &NeuronCorrelations) -> Map {
@@ -85,16 +74,9 @@ pub mod feature_search_api {
         let o = Options::new(&opts, "search", &["negatives", "k", "layer", "hook"])?;
         let sae = s.borrow();
         let site = crate::script::api::analysis::sae_site(&model, &sae, &o)?;
-        let texts = strings(&texts, "texts")?;
+        let texts = string_list(&Dynamic::from(texts), "search: texts")?;
         let negatives = match opts.get("negatives") {
-            Some(n) => strings(
-                &n.clone().into_array().map_err(|t| {
-                    runtime_error(format!(
-                        "search: negatives must be an array of strings, got {t}"
-                    ))
-                })?,
-                "negatives",
-            )?,
+            Some(n) => string_list(n, "search: negatives")?,
             None => Vec::new(),
         };
         let k = o.positive("k", 10)?;

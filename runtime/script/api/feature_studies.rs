@@ -5,9 +5,9 @@ use crate::core::analysis::feature_map::{self, MapOptions};
 use crate::core::analysis::{self, ConceptRater, Context, Rater, SpecificityBin};
 use crate::core::plot::{Figure, FigureOptions, SeriesStyle};
 use crate::script::api::activations::ScriptStore;
-use crate::script::api::features::{example_options, model_option, records_option};
+use crate::script::api::features::{example_options, examples_of, model_option};
 use crate::script::api::sae::Sae;
-use crate::script::convert::Options;
+use crate::script::convert::{string_list, Options};
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext, INT};
@@ -42,6 +42,19 @@ fn bins_map(bins: &[SpecificityBin]) -> Array {
             m.insert("scores".into(), Dynamic::from(scores));
             m.insert("mean".into(), Dynamic::from(b.mean()));
             Dynamic::from(m)
+        })
+        .collect()
+}
+
+/// An array argument that must hold SAEs.
+fn sae_list(values: Array, what: &str) -> ScriptResult<Vec<Sae>> {
+    values
+        .into_iter()
+        .map(|s| {
+            let name = s.type_name();
+            s.try_cast::<Sae>().ok_or_else(|| {
+                runtime_error(format!("{what}: expected an array of SAEs, found {name}"))
+            })
         })
         .collect()
 }
@@ -109,26 +122,19 @@ pub mod feature_studies_api {
         options.quantiles = o.positive("bins", 5)?;
         options.per_quantile = o.positive("per_bin", 10)?;
         let sae = s.borrow();
-        let records = records_option(&opts, "specificity", &sae, &store, 0)?;
-        let examples = analysis::feature_examples(
+        let examples = examples_of(
+            &opts,
+            "specificity",
             &sae,
             &store,
-            &records,
-            &model.tokenizer,
+            &model,
             feature,
             &options,
         )?;
         let mut rater: Box<dyn Rater + '_> = if let Some(f) = rater.clone().try_cast::<FnPtr>() {
             Box::new(ClosureRater { ctx: &ctx, f })
-        } else if let Ok(strings) = rater.clone().into_array() {
-            let strings = strings
-                .into_iter()
-                .map(|v| {
-                    v.into_string().map_err(|t| {
-                        runtime_error(format!("concept strings must be strings, got {t}"))
-                    })
-                })
-                .collect::<ScriptResult<Vec<_>>>()?;
+        } else if rater.is_array() {
+            let strings = string_list(&rater, "specificity: the concept's strings")?;
             Box::new(ConceptRater::new(&strings)?)
         } else {
             return Err(runtime_error(format!(
@@ -173,13 +179,7 @@ pub mod feature_studies_api {
                 "threads",
             ],
         )?;
-        let saes: Vec<Sae> = saes
-            .into_iter()
-            .map(|s| {
-                s.try_cast::<Sae>()
-                    .ok_or_else(|| runtime_error("feature_map: give an array of SAEs"))
-            })
-            .collect::<ScriptResult<_>>()?;
+        let saes = sae_list(saes, "feature_map")?;
         if saes.is_empty() {
             return Err(runtime_error("feature_map: give at least one SAE"));
         }
@@ -307,24 +307,18 @@ pub mod feature_studies_api {
         let mut options = example_options(&o)?;
         options.k = o.positive("examples", 2)?;
         options.quantiles = 0;
-        let larger: Vec<Sae> = larger
-            .into_iter()
-            .map(|s| {
-                s.try_cast::<Sae>()
-                    .ok_or_else(|| runtime_error("split_view: larger must be an array of SAEs"))
-            })
-            .collect::<ScriptResult<_>>()?;
+        let larger = sae_list(larger, "split_view")?;
         let row = |index: usize,
                    sae: &crate::core::sae::Sae,
                    feature: i64,
                    cosine: f64|
          -> ScriptResult<Dynamic> {
-            let records = records_option(&Map::new(), "split_view", sae, &store, options.k)?;
-            let examples = analysis::feature_examples(
+            let examples = examples_of(
+                &Map::new(),
+                "split_view",
                 sae,
                 &store,
-                &records,
-                &model.tokenizer,
+                &model,
                 feature,
                 &options,
             )?;
@@ -375,29 +369,11 @@ pub mod feature_studies_api {
     ) -> ScriptResult<Map> {
         #[rustfmt::skip]
         let o = Options::new(&opts, "completeness", &["plot", "bins", "chars", "snippets", "layer", "hook"])?;
-        let saes: Vec<Sae> = saes
-            .into_iter()
-            .map(|s| {
-                s.try_cast::<Sae>()
-                    .ok_or_else(|| runtime_error("completeness: give an array of SAEs"))
-            })
-            .collect::<ScriptResult<_>>()?;
+        let saes = sae_list(saes, "completeness")?;
         let concepts = concepts
             .into_iter()
             .map(|(name, strings)| {
-                let strings = strings.into_array().map_err(|t| {
-                    runtime_error(format!(
-                        "completeness: concept {name} must be an array of strings, got {t}"
-                    ))
-                })?;
-                let strings = strings
-                    .into_iter()
-                    .map(|s| {
-                        s.into_string().map_err(|t| {
-                            runtime_error(format!("concept strings must be strings, got {t}"))
-                        })
-                    })
-                    .collect::<ScriptResult<Vec<_>>>()?;
+                let strings = string_list(&strings, &format!("completeness: concept {name}"))?;
                 Ok(analysis::completeness::Concept {
                     name: name.to_string(),
                     strings,

@@ -18,10 +18,25 @@ use std::rc::Rc;
 pub type Records = Rc<FeatureRecords>;
 pub type Examples = Rc<FeatureExamples>;
 
+/// Records kept for reuse: enough for a few SAEs compared side by side.
+const CACHED_RECORDS: usize = 4;
+
 thread_local! {
-    /// The records computed last, so that asking for several features'
-    /// examples of one SAE and store runs the pass once.
-    static LAST_RECORDS: RefCell<Option<Records>> = const { RefCell::new(None) };
+    /// The records computed or loaded most recently, newest last, so that
+    /// asking for several features' examples (or comparing a few SAEs over
+    /// one store) runs each records pass once.
+    static RECENT_RECORDS: RefCell<Vec<Records>> = const { RefCell::new(Vec::new()) };
+}
+
+fn remember(records: &Records) {
+    RECENT_RECORDS.with(|c| {
+        let mut recent = c.borrow_mut();
+        recent.retain(|r| !Rc::ptr_eq(r, records));
+        if recent.len() == CACHED_RECORDS {
+            recent.remove(0);
+        }
+        recent.push(records.clone());
+    });
 }
 
 /// Records of this SAE over this store: the cached ones when they still
@@ -31,20 +46,26 @@ pub(crate) fn records_for(
     store: &ScriptStore,
     opts: &RecordOptions,
 ) -> ScriptResult<Records> {
-    let cached = LAST_RECORDS.with(|c| c.borrow().clone());
-    if let Some(records) = cached {
-        let same_store = records.meta.store_rows == store.len()
-            && records.meta.store_path == store.path().map(|p| p.display().to_string());
-        let enough = records.meta.top_k >= opts.top_k
+    let store_path = store.path().map(|p| p.display().to_string());
+    let recent = RECENT_RECORDS.with(|c| c.borrow().clone());
+    // Checking the store and sizes first keeps the weight checksum to the
+    // candidates that could match.
+    let usable = recent.into_iter().rev().find(|r| {
+        r.meta.store_rows == store.len()
+            && r.meta.store_path == store_path
+            && r.meta.n_features == sae.cfg.n_features
+            && r.meta.top_k >= opts.top_k
             && opts
                 .max_rows
-                .is_none_or(|rows| records.meta.rows == rows.min(store.len()));
-        if same_store && enough && records.check_sae(sae).is_ok() {
-            return Ok(records);
-        }
+                .is_none_or(|rows| r.meta.rows == rows.min(store.len()))
+            && r.check_sae(sae).is_ok()
+    });
+    if let Some(records) = usable {
+        remember(&records);
+        return Ok(records);
     }
     let records = Rc::new(records::compute_records(sae, store, opts)?);
-    LAST_RECORDS.with(|c| *c.borrow_mut() = Some(records.clone()));
+    remember(&records);
     Ok(records)
 }
 
@@ -76,6 +97,28 @@ pub(crate) fn records_option(
             )
         }
     }
+}
+
+/// One feature's examples with their text, from the `records` option or
+/// the cached records of this SAE and store.
+pub(crate) fn examples_of(
+    opts: &Map,
+    what: &str,
+    sae: &crate::core::sae::Sae,
+    store: &ScriptStore,
+    model: &ScriptModel,
+    feature: INT,
+    options: &ExampleOptions,
+) -> ScriptResult<FeatureExamples> {
+    let records = records_option(opts, what, sae, store, options.k)?;
+    Ok(crate::core::analysis::feature_examples(
+        sae,
+        store,
+        &records,
+        &model.tokenizer,
+        feature,
+        options,
+    )?)
 }
 
 const RECORD_KEYS: &[&str] = &[
@@ -115,7 +158,7 @@ fn records_at(
             ))
         })?;
         let records = Rc::new(records);
-        LAST_RECORDS.with(|c| *c.borrow_mut() = Some(records.clone()));
+        remember(&records);
         return Ok(records);
     }
     let records = records_for(sae, store, opts)?;
@@ -270,15 +313,7 @@ pub mod features_api {
         let model = model_option(&opts, "examples")?;
         let options = example_options(&o)?;
         let sae = s.borrow();
-        let records = records_option(&opts, "examples", &sae, &store, options.k)?;
-        let examples = crate::core::analysis::feature_examples(
-            &sae,
-            &store,
-            &records,
-            &model.tokenizer,
-            feature,
-            &options,
-        )?;
+        let examples = examples_of(&opts, "examples", &sae, &store, &model, feature, &options)?;
         Ok(Rc::new(examples))
     }
 
