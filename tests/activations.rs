@@ -149,7 +149,7 @@ fn a_store_of_other_settings_or_a_damaged_shard_is_refused() {
         let out = dir.path().join("store");
         harvest(model, &corpus, &options(&out, 150)).unwrap();
         let mut other_layer = options(&out, 150);
-        other_layer.site = Site::resid_pre(4);
+        other_layer.sites = vec![Site::resid_pre(4)];
         let err = harvest(model, &corpus, &other_layer)
             .unwrap_err()
             .to_string();

@@ -17,3 +17,4 @@ mod sae_model;
 mod sae_resume;
 mod scaling;
 mod tensors;
+mod xcoders;

@@ -8,9 +8,10 @@
 //! Ctrl-C also writes out the rows already computed before stopping.
 use super::harvest_options::HarvestOptions;
 use super::pipeline::{self, InFlight, Landed, ShardFiles, ShardWriter};
+use super::sites::SiteInfo;
 use super::store::{scale_for, Manifest, ShardInfo, Store, FORMAT};
 use crate::corpus::{Corpus, Window};
-use crate::model::{HookPoint, Hooks, Model};
+use crate::model::{Hooks, Model};
 use crate::{interrupt, progress, Error, Result};
 use std::path::Path;
 use std::sync::mpsc::Receiver;
@@ -24,8 +25,12 @@ pub const EXCLUDED: &str = "position 0 of every window, and document separators"
 /// Harvests `options.tokens` rows into `options.out`, resuming a harvest
 /// already there, and opens the result.
 pub fn harvest(model: &Model, corpus: &Corpus, options: &HarvestOptions) -> Result<Store> {
-    let site = options.site;
-    site.check(model.n_layers())?;
+    if options.sites.is_empty() {
+        return Err(Error::invalid("harvest: no site to record"));
+    }
+    for site in &options.sites {
+        site.check(model.n_layers())?;
+    }
     if options.tokens == 0 || options.batch_size == 0 || options.shard_rows == 0 {
         return Err(Error::invalid(
             "tokens, batch_size and shard_rows must be at least 1",
@@ -49,17 +54,21 @@ pub fn harvest(model: &Model, corpus: &Corpus, options: &HarvestOptions) -> Resu
 }
 
 fn fresh_manifest(model: &Model, corpus: &Corpus, options: &HarvestOptions) -> Manifest {
-    let cfg = &model.llama.config;
     let model_size = std::fs::metadata(&model.path).map(|m| m.len()).unwrap_or(0);
+    let sites: Vec<SiteInfo> = options
+        .sites
+        .iter()
+        .map(|&site| SiteInfo::empty(site, model.site_width(site)))
+        .collect();
+    let first = options.sites[0];
     Manifest {
         format: FORMAT,
         model: format!("{} ({model_size} bytes)", model.name),
-        layer: options.site.layer,
-        hook: options.site.point.name().to_string(),
-        dim: match options.site.point {
-            HookPoint::Mlp => cfg.d_mlp,
-            HookPoint::ResidPre | HookPoint::ResidPost => cfg.d_model,
-        },
+        layer: first.layer,
+        hook: first.point.name().to_string(),
+        dim: sites.iter().map(|s| s.dim).sum(),
+        // One site is described by the top-level fields, as stores always were.
+        sites: if sites.len() > 1 { sites } else { Vec::new() },
         dtype: options.dtype.name().to_string(),
         context: options.context,
         corpus: corpus.fingerprint(),
@@ -88,6 +97,11 @@ fn resume(existing: Manifest, fresh: &Manifest, out: &Path) -> Result<Manifest> 
         ("model", existing.model.clone(), fresh.model.clone()),
         ("layer", existing.layer.to_string(), fresh.layer.to_string()),
         ("hook", existing.hook.clone(), fresh.hook.clone()),
+        (
+            "sites",
+            super::sites::names(&existing.sites()),
+            super::sites::names(&fresh.sites()),
+        ),
         ("dtype", existing.dtype.clone(), fresh.dtype.clone()),
         (
             "context",
@@ -123,13 +137,16 @@ struct ShardBuffer {
     meta: Vec<i64>,
     rows: usize,
     sum_squared_norm: f64,
+    /// Sum of squared norms of each site's part of the rows.
+    site_sums: Vec<f64>,
     /// Rows left out for their norm (`max_norm_ratio`).
     dropped: usize,
 }
 
 impl ShardBuffer {
-    fn new(first_window: usize) -> Self {
+    fn new(first_window: usize, n_sites: usize) -> Self {
         ShardBuffer {
+            site_sums: vec![0.0; n_sites],
             first_window,
             partial: None,
             windows: Vec::new(),
@@ -141,9 +158,12 @@ impl ShardBuffer {
         }
     }
 
-    /// One row: its bytes in the stored dtype and its squared norm.
-    fn push(&mut self, row: &[u8], squared_norm: f32, meta: [i64; 5]) {
-        self.sum_squared_norm += squared_norm as f64;
+    /// One row: its bytes in the stored dtype and each site's squared norm.
+    fn push(&mut self, row: &[u8], site_squared_norms: &[f32], meta: [i64; 5]) {
+        for (sum, squared) in self.site_sums.iter_mut().zip(site_squared_norms) {
+            *sum += *squared as f64;
+            self.sum_squared_norm += *squared as f64;
+        }
         self.data.extend_from_slice(row);
         self.meta.extend(meta);
         self.rows += 1;
@@ -156,9 +176,10 @@ fn run(
     options: &HarvestOptions,
     manifest: &mut Manifest,
 ) -> Result<()> {
-    let hooks = Hooks::reading(&[options.site]);
+    let hooks = Hooks::reading(&options.sites);
     let bar = progress::bar(options.tokens as u64, "tokens");
-    bar.set_message(format!("harvesting {}", options.site));
+    let names: Vec<String> = options.sites.iter().map(|s| s.to_string()).collect();
+    bar.set_message(format!("harvesting {}", names.join(", ")));
     bar.set_position(manifest.rows as u64);
     std::thread::scope(|scope| {
         let windows = pipeline::tokenize_ahead(
@@ -254,7 +275,7 @@ fn run_batches(
     bar: &indicatif::ProgressBar,
     timings: &mut Timings,
 ) -> Result<()> {
-    let mut shard = ShardBuffer::new(manifest.windows_done);
+    let mut shard = ShardBuffer::new(manifest.windows_done, options.sites.len());
     let mut in_flight: Option<InFlight> = None;
     loop {
         if let Err(stop) = interrupt::check() {
@@ -322,11 +343,12 @@ fn keep_rows(
     manifest: &Manifest,
     options: &HarvestOptions,
 ) {
-    let t = batch.positions;
+    let (t, n_sites) = (batch.positions, batch.n_sites);
+    // Each position's squared norms, one per site.
+    let site_norms = |b: usize, j: usize| &batch.squared_norms[(b * t + j) * n_sites..][..n_sites];
     for (b, window) in batch.windows.iter().enumerate() {
-        let norms: Vec<f32> = batch.squared_norms[b * t..(b + 1) * t]
-            .iter()
-            .map(|squared| squared.sqrt())
+        let norms: Vec<f32> = (0..t)
+            .map(|j| site_norms(b, j).iter().sum::<f32>().sqrt())
             .collect();
         let norm_limit = options
             .max_norm_ratio
@@ -366,7 +388,7 @@ fn keep_rows(
                 j as i64,
             ];
             let row = &batch.bytes[(b * t + j) * batch.row_bytes..][..batch.row_bytes];
-            shard.push(row, batch.squared_norms[b * t + j], meta);
+            shard.push(row, site_norms(b, j), meta);
             taken += 1;
         }
         if shard.partial.is_some() {
@@ -415,7 +437,8 @@ fn flush(
     if shard.windows.is_empty() {
         return Ok(());
     }
-    let buffer = std::mem::replace(shard, ShardBuffer::new(0));
+    let n_sites = options.sites.len();
+    let buffer = std::mem::replace(shard, ShardBuffer::new(0, n_sites));
     let files = (buffer.rows > 0).then(|| {
         let name = format!("shard-{:05}", manifest.shards.len());
         manifest.shards.push(ShardInfo {
@@ -424,10 +447,19 @@ fn flush(
             first_window: buffer.first_window,
             windows: buffer.windows.len(),
             sum_squared_norm: buffer.sum_squared_norm,
+            site_sum_squared_norms: if n_sites > 1 {
+                buffer.site_sums.clone()
+            } else {
+                Vec::new()
+            },
         });
         manifest.rows += buffer.rows;
         manifest.sum_squared_norm += buffer.sum_squared_norm;
         manifest.scale = scale_for(manifest.dim, manifest.rows, manifest.sum_squared_norm);
+        let rows = manifest.rows;
+        for (site, sum) in manifest.sites.iter_mut().zip(&buffer.site_sums) {
+            site.add(rows, *sum);
+        }
         let mut window_ids = Vec::with_capacity(buffer.windows.len() * options.context * 8);
         for window in &buffer.windows {
             let padded = window
@@ -453,7 +485,7 @@ fn flush(
         buffer.first_window + buffer.windows.len() - buffer.partial.is_some() as usize;
     manifest.partial_rows = buffer.partial.unwrap_or(0);
     manifest.dropped_rows += buffer.dropped;
-    *shard = ShardBuffer::new(manifest.windows_done);
+    *shard = ShardBuffer::new(manifest.windows_done, n_sites);
     writer.send(files, manifest.clone())
 }
 

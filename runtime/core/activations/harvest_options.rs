@@ -1,6 +1,9 @@
 //! What to harvest and where: [`HarvestOptions`], and the option map a
 //! script gives for it (`m.harvest(corpus, #{layer: 15, tokens: 100000,
 //! out: "runs/acts"})`), whose defaults depend on the model it runs.
+//! Several sites go side by side in one row with `hooks: [...]` and/or
+//! `layers: [...]` (`#{layer: 5, hooks: ["mlp_in", "mlp_out"]}` for a
+//! transcoder, `#{layers: [2, 5, 8], hook: "resid_post"}` for a crosscoder).
 use super::npy::Dtype;
 use crate::model::{HookPoint, Site};
 use crate::options::{by_name, from_options, OptionMap};
@@ -12,8 +15,8 @@ use std::path::PathBuf;
 /// What to harvest and where.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HarvestOptions {
-    /// The activation to record.
-    pub site: Site,
+    /// The activations to record, side by side in each row (usually one).
+    pub sites: Vec<Site>,
     /// Rows to collect (one per text token).
     pub tokens: usize,
     /// Tokens per window the model sees.
@@ -47,8 +50,13 @@ impl HarvestOptions {
 
     /// Defaults: 128-token windows, batches of 8, f16, ~64 MB shards.
     pub fn new(site: Site, tokens: usize, out: impl Into<PathBuf>) -> Self {
+        Self::with_sites(vec![site], tokens, out)
+    }
+
+    /// Several sites per row, in this order; the defaults of [`Self::new`].
+    pub fn with_sites(sites: Vec<Site>, tokens: usize, out: impl Into<PathBuf>) -> Self {
         HarvestOptions {
-            site,
+            sites,
             tokens,
             context: 128,
             batch_size: 8,
@@ -64,15 +72,12 @@ impl HarvestOptions {
     /// device's batch size unless they say otherwise. `out` is required.
     pub fn from_options(options: &OptionMap, n_layers: usize, device: tch::Device) -> Result<Self> {
         let o: HarvestRequest = from_options("harvest", options)?;
+        let sites = requested_sites(&o, n_layers)?;
         let out = o.out.ok_or_else(|| {
             Error::invalid("harvest: option 'out' (the store's folder) is required")
         })?;
-        let site = Site {
-            layer: o.layer.unwrap_or(n_layers / 2),
-            point: o.hook.unwrap_or(HookPoint::ResidPre),
-        };
         let tokens = o.tokens.map_or(100_000, NonZeroUsize::get);
-        let mut harvest = HarvestOptions::new(site, tokens, out);
+        let mut harvest = HarvestOptions::with_sites(sites, tokens, out);
         let positive =
             |value: Option<NonZeroUsize>, default: usize| value.map_or(default, NonZeroUsize::get);
         harvest.context = positive(o.context, harvest.context);
@@ -93,11 +98,45 @@ impl HarvestOptions {
     }
 }
 
+/// `layer`/`layers` × `hook`/`hooks` (each pair exclusive): the middle
+/// layer's `resid_pre` when none is given.
+fn requested_sites(o: &HarvestRequest, n_layers: usize) -> Result<Vec<Site>> {
+    let layers = match (o.layer, &o.layers) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "harvest: give `layer` or `layers`, not both",
+            ))
+        }
+        (Some(layer), None) => vec![layer],
+        (None, Some(layers)) => layers.clone(),
+        (None, None) => vec![n_layers / 2],
+    };
+    let hooks = match (o.hook, &o.hooks) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid("harvest: give `hook` or `hooks`, not both"))
+        }
+        (Some(hook), None) => vec![hook],
+        (None, Some(names)) => names
+            .iter()
+            .map(|name| {
+                name.parse::<HookPoint>()
+                    .map_err(|e| Error::invalid(format!("harvest: option 'hooks': {e}")))
+            })
+            .collect::<Result<_>>()?,
+        (None, None) => vec![HookPoint::ResidPre],
+    };
+    super::sites::cross(&layers, &hooks)
+}
+
 /// A harvest's options by their script names, before the model's defaults.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HarvestRequest {
     layer: Option<usize>,
+    /// Several layers per row (a crosscoder's store).
+    layers: Option<Vec<usize>>,
+    /// Several hook points per row, at each layer (a transcoder's `["mlp_in", "mlp_out"]`).
+    hooks: Option<Vec<String>>,
     tokens: Option<NonZeroUsize>,
     context: Option<NonZeroUsize>,
     #[serde(default, deserialize_with = "by_name")]

@@ -1,6 +1,7 @@
 //! A store's manifest: what a harvest wrote (model, site, corpus, shards,
 //! the activations' scale), written atomically after each shard so a
 //! harvest resumes from it.
+use super::sites::{self, SiteInfo};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -55,6 +56,11 @@ pub struct Manifest {
     /// The harvest finished (the target was reached or the corpus ran out).
     pub complete: bool,
     pub shards: Vec<ShardInfo>,
+    /// A multi-site store's sites, in row order (`layer`, `hook` are then
+    /// the first's, `dim` and `scale` the whole row's); empty for a store
+    /// of one site, which its top-level fields describe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<SiteInfo>,
 }
 
 /// One shard: `{name}.npy` (activations `[rows, dim]`), `{name}.rows.npy`
@@ -67,6 +73,9 @@ pub struct ShardInfo {
     pub first_window: usize,
     pub windows: usize,
     pub sum_squared_norm: f64,
+    /// A multi-site store's sum of squared norms per site, in row order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub site_sum_squared_norms: Vec<f64>,
 }
 
 /// s = √(dim / E‖x‖²), the factor making the mean squared L2 norm of scaled
@@ -99,12 +108,34 @@ pub fn checked_scale_for(dim: usize, rows: usize, sum_squared_norm: f64) -> Resu
 }
 
 impl Manifest {
-    /// The model activation the store holds.
+    /// The model activation the store holds; an error naming the sites for
+    /// a multi-site store, which code that reads one site cannot use.
     pub fn site(&self) -> Result<crate::model::Site> {
+        if self.sites.len() > 1 {
+            return Err(Error::invalid(format!(
+                "this store holds {} sites side by side ({}): use it with a transcoder or a crosscoder, or harvest one site",
+                self.sites.len(),
+                sites::names(&self.sites)
+            )));
+        }
         Ok(crate::model::Site {
             layer: self.layer,
             point: self.hook.parse()?,
         })
+    }
+
+    /// The sites of each row in order: one for an ordinary store.
+    pub fn sites(&self) -> Vec<SiteInfo> {
+        if !self.sites.is_empty() {
+            return self.sites.clone();
+        }
+        vec![SiteInfo {
+            layer: self.layer,
+            hook: self.hook.clone(),
+            dim: self.dim,
+            sum_squared_norm: self.sum_squared_norm,
+            scale: self.scale,
+        }]
     }
 
     /// The model's name, without the file size the manifest adds to it.

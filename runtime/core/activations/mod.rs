@@ -6,9 +6,11 @@ pub mod harvest_options;
 pub mod manifest;
 pub mod npy;
 mod pipeline;
+pub mod sites;
 pub mod store;
 
 pub use harvest::harvest;
 pub use harvest_options::HarvestOptions;
 pub use npy::Dtype;
+pub use sites::SiteInfo;
 pub use store::{Manifest, RowInfo, Shuffle, Store};

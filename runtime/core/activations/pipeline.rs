@@ -67,8 +67,11 @@ pub struct Landed {
     pub windows: Vec<Window>,
     /// [batch, t, width] in the stored dtype, as little-endian bytes.
     pub bytes: Vec<u8>,
-    /// [batch, t], in f32 from the f32 activations.
+    /// [batch, t, sites], in f32 from the f32 activations: each site's
+    /// squared norm at each position.
     pub squared_norms: Vec<f32>,
+    /// Sites side by side in each row.
+    pub n_sites: usize,
     /// Positions per window in this batch (the longest window).
     pub positions: usize,
     pub row_bytes: usize,
@@ -83,21 +86,32 @@ pub fn launch(
     dtype: Dtype,
 ) -> Result<InFlight> {
     let sequences: Vec<Vec<u32>> = windows.iter().map(|w| w.tokens.clone()).collect();
-    let activations = model
-        .run(&sequences, hooks, Logits::Skip)?
-        .activations
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::invalid("the model returned no activations"))?;
-    let device = activations.device();
+    let sites = model.run(&sequences, hooks, Logits::Skip)?.activations;
+    if sites.is_empty() {
+        return Err(Error::invalid("the model returned no activations"));
+    }
+    let device = sites[0].device();
     let stored_kind = match dtype {
         Dtype::F16 => Kind::Half,
         _ => Kind::Float,
     };
-    let squared_norms = activations
-        .f_to_kind(Kind::Float)?
-        .f_square()?
-        .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)?;
+    let squared_norms = sites
+        .iter()
+        .map(|site| {
+            Ok(site.f_to_kind(Kind::Float)?.f_square()?.f_sum_dim_intlist(
+                [-1i64].as_slice(),
+                true,
+                Kind::Float,
+            )?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let squared_norms = tch::Tensor::f_cat(&squared_norms, -1)?;
+    // Several sites sit side by side in one row, in the order they were asked for.
+    let activations = if sites.len() == 1 {
+        sites[0].shallow_clone()
+    } else {
+        tch::Tensor::f_cat(&sites, -1)?
+    };
     let values = activations.f_to_kind(stored_kind)?.f_contiguous()?;
     // Device-to-host copies that do not block go to pinned memory.
     let non_blocking = device.is_cuda();
@@ -130,7 +144,9 @@ impl InFlight {
         let element_bytes = self.values.f_kind()?.elt_size_in_bytes();
         let mut bytes = vec![0u8; numel * element_bytes];
         self.values.f_copy_data_u8(&mut bytes, numel)?;
+        let n_sites = self.squared_norms.size().last().copied().unwrap_or(1) as usize;
         Ok(Landed {
+            n_sites,
             windows: self.windows,
             bytes,
             squared_norms: Vec::<f32>::try_from(self.squared_norms.f_reshape([-1])?)?,

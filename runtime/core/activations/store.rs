@@ -280,6 +280,21 @@ impl Store {
         self.manifest.as_ref()
     }
 
+    /// The sites side by side in each row, with their widths and scales;
+    /// one site (unnamed for stores without a manifest) otherwise.
+    pub fn sites(&self) -> Vec<super::SiteInfo> {
+        match &self.manifest {
+            Some(manifest) => manifest.sites(),
+            None => vec![super::SiteInfo {
+                layer: 0,
+                hook: String::new(),
+                dim: self.dim,
+                sum_squared_norm: 0.0,
+                scale: self.scale,
+            }],
+        }
+    }
+
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }

@@ -125,10 +125,7 @@ fn check(model: &Model, sae: &Sae, tokens: &[u32], options: &AttributionOptions)
             "attribution needs a prompt of at least one token",
         ));
     }
-    let width = match options.site.point {
-        crate::model::HookPoint::Mlp => model.llama.config.d_mlp,
-        _ => model.d_model(),
-    };
+    let width = model.site_width(options.site);
     if sae.cfg.d_in != width as i64 {
         return Err(Error::invalid(format!(
             "the SAE reads width {}, but {} has width {width}",

@@ -1,8 +1,9 @@
 //! Reading and editing activations while a model runs.
 //!
 //! A [`Site`] names one activation: the residual stream entering a block
-//! (`resid_pre`), leaving it (`resid_post`), or the MLP's hidden neurons
-//! (`mlp`). [`Hooks`] lists the sites to read and the [`Edit`]s to make; the
+//! (`resid_pre`), leaving it (`resid_post`), the MLP's input (`mlp_in`, the
+//! normalised residual it reads), its hidden neurons (`mlp`) or its output
+//! before it joins the residual (`mlp_out`). [`Hooks`] lists the sites to read and the [`Edit`]s to make; the
 //! model applies edits first and then records reads, so a read at an edited
 //! site sees the edited value. The SAE work replaces the residual with its
 //! reconstruction ([`Edit::Map`]); steering adds a feature direction
@@ -24,6 +25,14 @@ pub enum HookPoint {
     ResidPost,
     /// The MLP's hidden activations, `silu(gate) * up`: its neurons.
     Mlp,
+    /// What the MLP reads: the residual after the block's second RMSNorm
+    /// (TransformerLens's `ln2.hook_normalized`, gain included). A
+    /// transcoder's input.
+    MlpIn,
+    /// What the MLP writes, before it is added to the residual
+    /// (TransformerLens's `hook_mlp_out`). A transcoder's output; replacing
+    /// it replaces the MLP.
+    MlpOut,
 }
 
 impl HookPoint {
@@ -32,8 +41,19 @@ impl HookPoint {
             HookPoint::ResidPre => "resid_pre",
             HookPoint::ResidPost => "resid_post",
             HookPoint::Mlp => "mlp",
+            HookPoint::MlpIn => "mlp_in",
+            HookPoint::MlpOut => "mlp_out",
         }
     }
+
+    /// Every hook point, in the order a block computes them.
+    pub const ALL: [HookPoint; 5] = [
+        HookPoint::ResidPre,
+        HookPoint::MlpIn,
+        HookPoint::Mlp,
+        HookPoint::MlpOut,
+        HookPoint::ResidPost,
+    ];
 }
 
 impl fmt::Display for HookPoint {
@@ -46,14 +66,14 @@ impl FromStr for HookPoint {
     type Err = Error;
 
     fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "resid_pre" => Ok(HookPoint::ResidPre),
-            "resid_post" => Ok(HookPoint::ResidPost),
-            "mlp" => Ok(HookPoint::Mlp),
-            other => Err(Error::invalid(format!(
-                "unknown hook '{other}' (use \"resid_pre\", \"resid_post\" or \"mlp\")"
-            ))),
-        }
+        HookPoint::ALL
+            .into_iter()
+            .find(|point| point.name() == name)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown hook '{name}' (use \"resid_pre\", \"resid_post\", \"mlp\", \"mlp_in\" or \"mlp_out\")"
+                ))
+            })
     }
 }
 
@@ -86,11 +106,25 @@ impl Site {
         }
     }
 
+    pub fn mlp_in(layer: usize) -> Self {
+        Site {
+            layer,
+            point: HookPoint::MlpIn,
+        }
+    }
+
+    pub fn mlp_out(layer: usize) -> Self {
+        Site {
+            layer,
+            point: HookPoint::MlpOut,
+        }
+    }
+
     /// An error unless the site exists in a model of `n_layers` blocks.
     pub fn check(self, n_layers: usize) -> Result<()> {
         let last = match self.point {
             HookPoint::ResidPre => n_layers,
-            HookPoint::ResidPost | HookPoint::Mlp => n_layers.saturating_sub(1),
+            _ => n_layers.saturating_sub(1),
         };
         if self.layer > last || (self.point != HookPoint::ResidPre && n_layers == 0) {
             return Err(Error::invalid(format!(
@@ -104,10 +138,17 @@ impl Site {
     /// The TransformerLens / SAELens name of the site, as an SAE's
     /// `cfg.json` records it: "blocks.15.hook_resid_pre", "blocks.3.mlp.hook_post".
     pub fn hook_name(self) -> String {
-        match self.point {
-            HookPoint::ResidPre => format!("blocks.{}.hook_resid_pre", self.layer),
-            HookPoint::ResidPost => format!("blocks.{}.hook_resid_post", self.layer),
-            HookPoint::Mlp => format!("blocks.{}.mlp.hook_post", self.layer),
+        format!("blocks.{}.{}", self.layer, Self::hook_suffix(self.point))
+    }
+
+    /// The part of the TransformerLens name after "blocks.N.".
+    fn hook_suffix(point: HookPoint) -> &'static str {
+        match point {
+            HookPoint::ResidPre => "hook_resid_pre",
+            HookPoint::ResidPost => "hook_resid_post",
+            HookPoint::Mlp => "mlp.hook_post",
+            HookPoint::MlpIn => "ln2.hook_normalized",
+            HookPoint::MlpOut => "hook_mlp_out",
         }
     }
 
@@ -115,18 +156,16 @@ impl Site {
     pub fn from_hook_name(name: &str) -> Result<Self> {
         let unknown = || {
             Error::invalid(format!(
-                "hook name '{name}' is not one saelab runs (blocks.N.hook_resid_pre, blocks.N.hook_resid_post, blocks.N.mlp.hook_post)"
+                "hook name '{name}' is not one saelab runs (blocks.N.hook_resid_pre, blocks.N.hook_resid_post, blocks.N.mlp.hook_post, blocks.N.ln2.hook_normalized, blocks.N.hook_mlp_out)"
             ))
         };
         let rest = name.strip_prefix("blocks.").ok_or_else(unknown)?;
-        let (layer, point) = rest.split_once('.').ok_or_else(unknown)?;
+        let (layer, suffix) = rest.split_once('.').ok_or_else(unknown)?;
         let layer = layer.parse::<usize>().map_err(|_| unknown())?;
-        let point = match point {
-            "hook_resid_pre" => HookPoint::ResidPre,
-            "hook_resid_post" => HookPoint::ResidPost,
-            "mlp.hook_post" => HookPoint::Mlp,
-            _ => return Err(unknown()),
-        };
+        let point = HookPoint::ALL
+            .into_iter()
+            .find(|point| Self::hook_suffix(*point) == suffix)
+            .ok_or_else(unknown)?;
         Ok(Site { layer, point })
     }
 
@@ -134,7 +173,7 @@ impl Site {
     pub fn blocks_needed(self) -> usize {
         match self.point {
             HookPoint::ResidPre => self.layer,
-            HookPoint::ResidPost | HookPoint::Mlp => self.layer + 1,
+            _ => self.layer + 1,
         }
     }
 }
@@ -283,7 +322,13 @@ mod tests {
 
     #[test]
     fn hook_names_round_trip_and_unknown_ones_are_errors() {
-        for site in [Site::resid_pre(15), Site::resid_post(0), Site::mlp(29)] {
+        for site in [
+            Site::resid_pre(15),
+            Site::resid_post(0),
+            Site::mlp(29),
+            Site::mlp_in(5),
+            Site::mlp_out(5),
+        ] {
             assert_eq!(Site::from_hook_name(&site.hook_name()).unwrap(), site);
         }
         assert!(Site::from_hook_name("blocks.3.attn.hook_z").is_err());
@@ -322,6 +367,8 @@ mod tests {
     #[test]
     fn hook_names_parse() {
         assert_eq!("mlp".parse::<HookPoint>().unwrap(), HookPoint::Mlp);
+        assert_eq!("mlp_out".parse::<HookPoint>().unwrap(), HookPoint::MlpOut);
+        assert_eq!(Site::mlp_in(5).hook_name(), "blocks.5.ln2.hook_normalized");
         assert!("attn".parse::<HookPoint>().is_err());
     }
 }

@@ -3,7 +3,7 @@
 use crate::corpus::Window;
 use crate::model::generate::{chat_prompt, generate_ids, GenerateOptions};
 use crate::model::gguf::GgufFile;
-use crate::model::hooks::{Hooks, Site};
+use crate::model::hooks::{HookPoint, Hooks, Site};
 use crate::model::llama::{Batch, Forward, Llama, Logits, Padding};
 use crate::model::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -107,6 +107,14 @@ impl Model {
 
     pub fn d_model(&self) -> usize {
         self.llama.config.d_model
+    }
+
+    /// Width of the activation at `site`: d_mlp for the MLP's neurons, d_model elsewhere.
+    pub fn site_width(&self, site: Site) -> usize {
+        match site.point {
+            HookPoint::Mlp => self.llama.config.d_mlp,
+            _ => self.d_model(),
+        }
     }
 
     /// Token ids of `text`, with BOS first only when the file's

@@ -291,9 +291,15 @@ impl Block {
             .attn
             .forward(&self.attn_norm.forward(&residual)?, ctx, cache)?
             .f_add(&residual)?;
-        let neurons = self.mlp.neurons(&self.ffn_norm.forward(&x)?)?;
+        let mlp_in = visit(Site::mlp_in(self.layer), self.ffn_norm.forward(&x)?, reads)?;
+        let neurons = self.mlp.neurons(&mlp_in)?;
         let neurons = visit(Site::mlp(self.layer), neurons, reads)?;
-        let x = self.mlp.project(&neurons)?.f_add(&x)?;
+        let mlp_out = visit(
+            Site::mlp_out(self.layer),
+            self.mlp.project(&neurons)?,
+            reads,
+        )?;
+        let x = mlp_out.f_add(&x)?;
         visit(Site::resid_post(self.layer), x, reads)
     }
 }

@@ -9,6 +9,16 @@
 //!   `W_dec` [d_sae, d_in], `b_dec` [d_in] (and `threshold` [d_sae] for JumpReLU);
 //! * `saelab.json` — our own settings and training summary, which SAELens ignores.
 //!
+//! Transcoders use SAELens's transcoder layout: `architecture`
+//! "transcoder" | "skip_transcoder" | "jumprelu_transcoder" (saelab's
+//! "topk_transcoder", "topk_skip_transcoder" for TopK, which SAELens lacks),
+//! `d_out`, `metadata.hook_name_out`, `W_dec` [d_sae, d_out], `b_dec`
+//! [d_out] and `W_skip` [d_out, d_in]. Crosscoders, which SAELens lacks, use
+//! the same files with `architecture` "crosscoder" (or "topk_crosscoder",
+//! ...), `site_widths` and `metadata.hook_names` (one per site, in row
+//! order), `W_enc` [Σ widths, d_sae] and `W_dec` [d_sae, Σ widths] over the
+//! sites side by side.
+//!
 //! Input scaling: as SAELens does at the end of training, the scale factor s
 //! (E‖s·x‖² = d_in) is folded into the weights (W_enc·s, W_dec/s, b_dec/s) and
 //! `normalize_activations` is written as "none", so the saved SAE takes raw
@@ -61,6 +71,10 @@ pub fn saelens_tensors(sae: &Sae, scale: f64) -> Result<Vec<(String, Tensor)>> {
         // the thresholds they are compared with, unchanged.
         out.push(("threshold".to_string(), cpu(t.inner().f_exp()?)?));
     }
+    if let Some(t) = &w.w_skip {
+        // One factor on input and output leaves W_skip unchanged.
+        out.push(("W_skip".to_string(), cpu(t.inner().f_detach()?)?));
+    }
     Ok(out)
 }
 
@@ -69,7 +83,7 @@ pub fn saelens_cfg(sae: &Sae) -> Value {
     let cfg = &sae.cfg;
     let meta = &cfg.metadata;
     let mut value = json!({
-        "architecture": sae.architecture().saelens_name(),
+        "architecture": cfg.layout.cfg_name(sae.architecture().saelens_name()),
         "d_in": cfg.d_in,
         "d_sae": cfg.n_features,
         "dtype": "float32",
@@ -88,6 +102,13 @@ pub fn saelens_cfg(sae: &Sae) -> Value {
     });
     if let Value::Object(fields) = &mut value {
         sae.architecture().write_saelens_fields(fields);
+        cfg.layout.write_cfg_fields(fields);
+    }
+    if let Some(out) = &meta.hook_name_out {
+        value["metadata"]["hook_name_out"] = json!(out);
+    }
+    if !meta.hook_names.is_empty() {
+        value["metadata"]["hook_names"] = json!(meta.hook_names);
     }
     value
 }
@@ -150,7 +171,7 @@ pub fn load(dir: &Path, device: tch::Device) -> Result<Sae> {
     }
     let weights_path = dir.join(WEIGHTS_FILE);
     let tensors = load_tensors(&weights_path)?;
-    let (n, d) = (cfg.n_features, cfg.d_in);
+    let (n, d, d_out) = (cfg.n_features, cfg.d_in, cfg.d_out());
     let find = |name: &str, shape: &[i64]| -> Result<tch::Tensor> {
         let Some((_, t)) = tensors.iter().find(|(key, _)| key == name) else {
             let found: Vec<&str> = tensors.iter().map(|(k, _)| k.as_str()).collect();
@@ -162,7 +183,7 @@ pub fn load(dir: &Path, device: tch::Device) -> Result<Sae> {
         };
         if t.shape() != shape {
             return Err(Error::invalid(format!(
-                "{}: '{name}' has shape {:?}, but cfg.json (d_in = {d}, d_sae = {n}) needs {shape:?}",
+                "{}: '{name}' has shape {:?}, but cfg.json (d_in = {d}, d_sae = {n}, d_out = {d_out}) needs {shape:?}",
                 weights_path.display(),
                 t.shape()
             )));
@@ -171,14 +192,19 @@ pub fn load(dir: &Path, device: tch::Device) -> Result<Sae> {
     };
     let w_enc = find("W_enc", &[d, n])?.f_transpose(0, 1)?.f_contiguous()?;
     let b_enc = find("b_enc", &[n])?;
-    let w_dec = find("W_dec", &[n, d])?;
-    let b_dec = find("b_dec", &[d])?;
+    let w_dec = find("W_dec", &[n, d_out])?;
+    let b_dec = find("b_dec", &[d_out])?;
     let log_threshold = if cfg.arch().threshold_init().is_some() {
         Some(find("threshold", &[n])?.f_clamp_min(1e-30)?.f_log()?)
     } else {
         None
     };
+    let skip = matches!(cfg.layout, super::Layout::Transcoder { skip: true, .. });
+    let w_skip = skip.then(|| find("W_skip", &[d_out, d])).transpose()?;
     let mut sae = Sae::from_parts(cfg, w_enc, b_enc, w_dec, b_dec, log_threshold)?;
+    if let Some(w_skip) = w_skip {
+        sae.set_skip(w_skip)?;
+    }
     sae.training_summary = training_summary(dir)?;
     Ok(sae)
 }
@@ -194,7 +220,12 @@ fn config_from_saelens(fields: &Map<String, Value>, path: &Path) -> Result<SaeCo
         .get("architecture")
         .and_then(Value::as_str)
         .unwrap_or("standard");
-    let mut cfg = SaeConfig::new(architecture, int("d_in")?, int("d_sae")?)?;
+    let (architecture, layout) = super::Layout::read_cfg(architecture, fields, path)?;
+    let mut cfg = SaeConfig::new(&architecture, int("d_in")?, int("d_sae")?)?;
+    if !layout.reconstructs_input() {
+        cfg.apply_b_dec_to_input = false;
+    }
+    cfg.layout = layout;
     cfg.architecture
         .get_mut()
         .read_saelens_fields(fields, path)?;
@@ -222,6 +253,17 @@ fn config_from_saelens(fields: &Map<String, Value>, path: &Path) -> Result<SaeCo
         context_size: meta.get("context_size").and_then(Value::as_i64),
         prepend_bos: meta.get("prepend_bos").and_then(Value::as_bool),
         dataset_path: text("dataset_path"),
+        hook_name_out: text("hook_name_out"),
+        hook_names: meta
+            .get("hook_names")
+            .and_then(Value::as_array)
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     Ok(cfg)
 }

@@ -236,6 +236,8 @@ pub struct TrainReport {
     pub seconds: f64,
     pub tokens_per_sec: f64,
     pub input_scale: f64,
+    /// A transcoder's or crosscoder's scale of each site (empty for an SAE).
+    pub site_scales: Vec<f64>,
     /// Features resampled over the run.
     pub resampled: u64,
     /// The step a resumed run started from.

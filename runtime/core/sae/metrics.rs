@@ -42,12 +42,12 @@ impl StepMetrics {
     /// (NaN otherwise): counting the active entries of a [batch, n_features]
     /// f costs about 5% of a ReLU step, so the trainer measures them on
     /// logged steps only.
-    pub fn of(x: &tch::Tensor, out: &Forward, detailed: bool) -> Result<Self> {
+    pub fn of(out: &Forward, detailed: bool) -> Result<Self> {
         let _guard = tch::no_grad_guard();
         let (l0, explained_variance) = if detailed {
             (
                 out.codes.l0()?.f_double_value(&[])?,
-                explained_variance(x, &out.x_hat)?,
+                explained_variance(&out.target, &out.x_hat)?,
             )
         } else {
             (f64::NAN, f64::NAN)
@@ -89,6 +89,9 @@ pub struct Evaluation {
     pub density_histogram: Vec<u64>,
     /// The scale s = √(d_in / E‖x‖²) of the evaluated activations.
     pub input_scale: f64,
+    /// Explained variance of each site the decoder writes: a crosscoder's
+    /// sites in order; one value (the overall one) otherwise.
+    pub site_explained_variance: Vec<f64>,
 }
 
 impl Evaluation {
@@ -113,6 +116,9 @@ struct Sums {
     squared_norm: f64,
     sum: Vec<f64>,
     fired: Option<tch::Tensor>,
+    /// Per output site: squared error and squared norm.
+    site_squared_error: Vec<f64>,
+    site_squared_norm: Vec<f64>,
 }
 
 /// Reads `tokens` activations (or the whole source, when it says how many it
@@ -123,11 +129,18 @@ pub fn evaluate(
     tokens: u64,
     batch_size: i64,
 ) -> Result<Evaluation> {
-    if source.dim() != sae.cfg.d_in {
+    let row = sae.cfg.layout.row_width(sae.cfg.d_in);
+    if source.dim() != row {
         return Err(Error::invalid(format!(
-            "the activations have width {} but the SAE's d_in is {}",
+            "the activations have width {} but the {}'s d_in is {}{}",
             source.dim(),
-            sae.cfg.d_in
+            sae.cfg.layout.noun(),
+            sae.cfg.d_in,
+            if row == sae.cfg.d_in {
+                String::new()
+            } else {
+                format!(" (rows of input and output side by side: {row})")
+            }
         )));
     }
     let tokens = match (tokens, source.tokens_per_pass()) {
@@ -136,8 +149,11 @@ pub fn evaluate(
         (n, _) => n,
     };
     let _guard = tch::no_grad_guard();
+    let blocks = output_sites(sae);
     let mut sums = Sums {
-        sum: vec![0.0; sae.cfg.d_in as usize],
+        sum: vec![0.0; sae.cfg.d_out() as usize],
+        site_squared_error: vec![0.0; blocks.len()],
+        site_squared_norm: vec![0.0; blocks.len()],
         ..Default::default()
     };
     while sums.tokens < tokens {
@@ -145,13 +161,31 @@ pub fn evaluate(
         let n = (tokens - sums.tokens).min(batch_size.max(1) as u64) as i64;
         let x = source.next_batch(n)?.f_to(sae.cfg.device)?;
         let out = sae.forward(&x, &LossOptions::default())?;
-        accumulate(&mut sums, &x, &out)?;
+        accumulate(&mut sums, &out, &blocks)?;
     }
-    finish(sae, sums)
+    finish(sae, sums, &blocks)
 }
 
-fn accumulate(sums: &mut Sums, x: &tch::Tensor, out: &Forward) -> Result<()> {
+/// Widths of the sites the decoder writes (a crosscoder's; one otherwise).
+fn output_sites(sae: &Sae) -> Vec<i64> {
+    match &sae.cfg.layout {
+        super::Layout::Crosscoder { widths } => widths.clone(),
+        _ => vec![sae.cfg.d_out()],
+    }
+}
+
+fn accumulate(sums: &mut Sums, out: &Forward, blocks: &[i64]) -> Result<()> {
+    // What the decoder approximates: the input, or a transcoder's output.
+    let x = &out.target;
     let n = x.size()[0] as f64;
+    let parts = |t: &tch::Tensor| t.f_split_with_sizes(blocks, 1);
+    for ((target, error), i) in parts(x)?.iter().zip(parts(&x.f_sub(&out.x_hat)?)?).zip(0..) {
+        let squared = |t: &tch::Tensor| -> Result<f64> {
+            Ok(t.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?)
+        };
+        sums.site_squared_error[i] += squared(&error)?;
+        sums.site_squared_norm[i] += squared(target)?;
+    }
     sums.tokens += x.size()[0] as u64;
     sums.squared_error += out.mse.f_double_value(&[])? * n;
     sums.penalty += out.penalty.f_double_value(&[])? * n;
@@ -172,14 +206,15 @@ fn accumulate(sums: &mut Sums, x: &tch::Tensor, out: &Forward) -> Result<()> {
     Ok(())
 }
 
-fn finish(sae: &Sae, sums: Sums) -> Result<Evaluation> {
+fn finish(sae: &Sae, sums: Sums, blocks: &[i64]) -> Result<Evaluation> {
     let tokens = sums.tokens.max(1) as f64;
+    let site_explained_variance = site_explained_variance(&sums, blocks, tokens);
     let mean_squared_norm = sums.squared_norm / tokens;
     // Σ‖x − x̄‖² = Σ‖x‖² − N‖x̄‖², from the running sums.
     let mean_norm_squared: f64 = sums.sum.iter().map(|s| (s / tokens).powi(2)).sum();
     let total_variance = sums.squared_norm - tokens * mean_norm_squared;
     let scale = if mean_squared_norm > 0.0 {
-        (sae.cfg.d_in as f64 / mean_squared_norm).sqrt()
+        (sae.cfg.d_out() as f64 / mean_squared_norm).sqrt()
     } else {
         1.0
     };
@@ -216,7 +251,28 @@ fn finish(sae: &Sae, sums: Sums) -> Result<Evaluation> {
         density_histogram: density_histogram(&density),
         density,
         input_scale: scale,
+        site_explained_variance,
     })
+}
+
+/// 1 − Σ‖x_l − x̂_l‖² / Σ‖x_l − x̄_l‖² for each output site l, from the running sums.
+fn site_explained_variance(sums: &Sums, blocks: &[i64], tokens: f64) -> Vec<f64> {
+    let mut start = 0;
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(i, width)| {
+            let columns = &sums.sum[start..start + *width as usize];
+            start += *width as usize;
+            let mean_norm_squared: f64 = columns.iter().map(|s| (s / tokens).powi(2)).sum();
+            let variance = sums.site_squared_norm[i] - tokens * mean_norm_squared;
+            if variance > 0.0 {
+                1.0 - sums.site_squared_error[i] / variance
+            } else {
+                f64::NAN
+            }
+        })
+        .collect()
 }
 
 /// Counts of log10(density) per bin (see [`Evaluation::density_histogram`]).

@@ -23,6 +23,7 @@ pub mod codes;
 pub mod config;
 pub mod init;
 pub mod jumprelu;
+pub mod layout;
 pub mod metrics;
 pub mod options;
 pub mod relu;
@@ -31,10 +32,12 @@ pub mod source;
 pub mod synthetic;
 pub mod topk;
 pub mod trainer;
+pub mod xcoder;
 
 pub use architecture::{Architecture, ArchitectureConfig};
 pub use codes::{Codes, Encoded};
 pub use jumprelu::JumpReluConfig;
+pub use layout::Layout;
 pub use relu::ReluConfig;
 pub use source::{ActivationSource, StoreSource, TensorSource};
 pub use topk::TopKConfig;
@@ -52,6 +55,10 @@ pub struct SaeMetadata {
     pub prepend_bos: Option<bool>,
     /// Where the text came from.
     pub dataset_path: Option<String>,
+    /// A transcoder's output site ("blocks.5.hook_mlp_out"; SAELens's `hook_name_out`).
+    pub hook_name_out: Option<String>,
+    /// A crosscoder's sites, in row order (`hook_name` is the first).
+    pub hook_names: Vec<String>,
 }
 
 impl Default for SaeMetadata {
@@ -62,6 +69,8 @@ impl Default for SaeMetadata {
             context_size: None,
             prepend_bos: Some(true),
             dataset_path: None,
+            hook_name_out: None,
+            hook_names: Vec::new(),
         }
     }
 }
@@ -88,6 +97,8 @@ pub struct SaeConfig {
     pub device: Device,
     /// Provenance written to cfg.json.
     pub metadata: SaeMetadata,
+    /// What it reads and writes: an SAE, a transcoder or a crosscoder.
+    pub layout: Layout,
 }
 
 impl SaeConfig {
@@ -105,7 +116,13 @@ impl SaeConfig {
             n_features,
             device: Device::Cpu,
             metadata: SaeMetadata::default(),
+            layout: Layout::Autoencoder,
         })
+    }
+
+    /// Width of what the decoder writes: d_in except for a transcoder.
+    pub fn d_out(&self) -> i64 {
+        self.layout.d_out(self.d_in)
     }
 
     /// The architecture's settings and behaviour.
@@ -127,6 +144,7 @@ impl SaeConfig {
                 self.decoder_init_norm
             )));
         }
+        self.layout.check(self.d_in, self.apply_b_dec_to_input)?;
         self.arch().check(self.d_in, self.n_features)
     }
 }
@@ -145,6 +163,11 @@ pub struct Weights {
     pub b_dec: Tensor,
     /// JumpReLU only: log of the per-feature threshold, [n_features].
     pub log_threshold: Option<Tensor>,
+    /// A skip transcoder's linear map from input to output, [d_out, d_in].
+    pub w_skip: Option<Tensor>,
+    /// Widths of the blocks of a decoder row whose norms add up in a
+    /// feature's decoder norm (a crosscoder's sites); empty for one block.
+    pub decoder_blocks: Vec<i64>,
 }
 
 impl Weights {
@@ -158,6 +181,9 @@ impl Weights {
         ];
         if let Some(t) = &self.log_threshold {
             all.push(("log_threshold", t.clone()));
+        }
+        if let Some(t) = &self.w_skip {
+            all.push(("W_skip", t.clone()));
         }
         all
     }
@@ -186,12 +212,36 @@ impl Weights {
             w_dec: cast(&self.w_dec)?,
             b_dec: cast(&self.b_dec)?,
             log_threshold: self.log_threshold.as_ref().map(cast).transpose()?,
+            w_skip: self.w_skip.as_ref().map(cast).transpose()?,
+            decoder_blocks: self.decoder_blocks.clone(),
         })
     }
 
-    /// Row norms of the decoder, ‖W_dec,i‖ (differentiable).
+    /// Row norms of the decoder, ‖W_dec,i‖ (differentiable); for a
+    /// crosscoder the sum of each row's per-site norms, Σₗ‖W_dec,i,l‖
+    /// (Anthropic's crosscoder note; dictionary_learning's CrossCoder).
     pub fn decoder_norms(&self) -> Result<tch::Tensor> {
-        Ok(self.w_dec.inner().f_norm_scalaropt_dim(2, [1], false)?)
+        let w_dec = self.w_dec.inner();
+        if self.decoder_blocks.len() <= 1 {
+            return Ok(w_dec.f_norm_scalaropt_dim(2, [1], false)?);
+        }
+        let mut total: Option<tch::Tensor> = None;
+        for block in w_dec.f_split_with_sizes(self.decoder_blocks.as_slice(), 1)? {
+            let norms = block.f_norm_scalaropt_dim(2, [1], false)?;
+            total = Some(match total {
+                Some(t) => t.f_add(&norms)?,
+                None => norms,
+            });
+        }
+        total.ok_or_else(|| Error::invalid("a decoder without blocks"))
+    }
+
+    /// The skip connection's contribution W_skip·x, when there is one.
+    pub fn skip(&self, x: &tch::Tensor) -> Result<Option<tch::Tensor>> {
+        match &self.w_skip {
+            Some(w) => Ok(Some(x.f_linear::<tch::Tensor>(w.inner(), None)?)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -210,7 +260,10 @@ pub struct LossOptions {
 
 /// One forward pass with every loss part (all scalars are differentiable).
 pub struct Forward {
+    /// The reconstruction of the target (a transcoder's prediction of its output).
     pub x_hat: tch::Tensor,
+    /// What x_hat approximates: the input, or a transcoder's output site.
+    pub target: tch::Tensor,
     pub codes: Codes,
     /// ‖x − x̂‖² summed over d_in, averaged over the batch (the paper's reconstruction term).
     pub mse: tch::Tensor,
@@ -241,16 +294,33 @@ impl Sae {
     pub fn new(cfg: SaeConfig) -> Result<Self> {
         cfg.validate()?;
         let options = (Kind::Float, cfg.device);
-        let directions = tch::Tensor::f_randn([cfg.n_features, cfg.d_in], options)?;
-        let norms = directions
-            .f_norm_scalaropt_dim(2, [1], true)?
-            .f_clamp_min(1e-12)?;
-        let w_dec = directions
-            .f_div(&norms)?
-            .f_mul_scalar(cfg.decoder_init_norm)?;
-        let w_enc = deep_copy(&w_dec)?;
+        let d_out = cfg.d_out();
+        let random_rows = |width: i64| -> Result<tch::Tensor> {
+            let directions = tch::Tensor::f_randn([cfg.n_features, width], options)?;
+            let norms = directions
+                .f_norm_scalaropt_dim(2, [1], true)?
+                .f_clamp_min(1e-12)?;
+            Ok(directions
+                .f_div(&norms)?
+                .f_mul_scalar(cfg.decoder_init_norm)?)
+        };
+        let w_dec = random_rows(d_out)?;
+        // A transcoder's encoder reads another space than its decoder
+        // writes, so it gets directions of its own.
+        let w_enc = if cfg.layout.reconstructs_input() {
+            deep_copy(&w_dec)?
+        } else {
+            random_rows(cfg.d_in)?
+        };
         let b_enc = tch::Tensor::f_zeros([cfg.n_features], options)?;
-        let b_dec = tch::Tensor::f_zeros([cfg.d_in], options)?;
+        let b_dec = tch::Tensor::f_zeros([d_out], options)?;
+        // SAELens's SkipTranscoder starts W_skip at zero.
+        let w_skip = match cfg.layout {
+            Layout::Transcoder { skip: true, .. } => {
+                Some(tch::Tensor::f_zeros([d_out, cfg.d_in], options)?)
+            }
+            _ => None,
+        };
         let log_threshold = match cfg.arch().threshold_init() {
             Some(theta) => Some(tch::Tensor::f_full(
                 [cfg.n_features],
@@ -260,6 +330,9 @@ impl Sae {
             None => None,
         };
         let mut sae = Self::from_parts(cfg, w_enc, b_enc, w_dec, b_dec, log_threshold)?;
+        if let Some(w_skip) = w_skip {
+            sae.set_skip(w_skip)?;
+        }
         sae.fresh = true;
         Ok(sae)
     }
@@ -274,21 +347,8 @@ impl Sae {
         log_threshold: Option<tch::Tensor>,
     ) -> Result<Self> {
         cfg.validate()?;
-        let (n, d) = (cfg.n_features, cfg.d_in);
-        let param = |name: &str, t: tch::Tensor, shape: &[i64]| -> Result<Tensor> {
-            if t.size() != shape {
-                return Err(Error::invalid(format!(
-                    "SAE weight {name} has shape {:?}, expected {shape:?}",
-                    t.size()
-                )));
-            }
-            let t = t
-                .f_to(cfg.device)?
-                .f_totype(Kind::Float)?
-                .f_detach()?
-                .f_contiguous()?;
-            Ok(Tensor::new(t.f_set_requires_grad(true)?))
-        };
+        let (n, d, d_out) = (cfg.n_features, cfg.d_in, cfg.d_out());
+        let param = |name: &str, t: tch::Tensor, shape: &[i64]| parameter(&cfg, name, t, shape);
         let learns_threshold = cfg.arch().threshold_init().is_some();
         let log_threshold = match (learns_threshold, log_threshold) {
             (true, Some(t)) => Some(param("threshold", t, &[n])?),
@@ -303,9 +363,14 @@ impl Sae {
         let weights = Weights {
             w_enc: param("W_enc (as [n_features, d_in])", w_enc, &[n, d])?,
             b_enc: param("b_enc", b_enc, &[n])?,
-            w_dec: param("W_dec", w_dec, &[n, d])?,
-            b_dec: param("b_dec", b_dec, &[d])?,
+            w_dec: param("W_dec", w_dec, &[n, d_out])?,
+            b_dec: param("b_dec", b_dec, &[d_out])?,
             log_threshold,
+            w_skip: None,
+            decoder_blocks: match &cfg.layout {
+                Layout::Crosscoder { .. } => cfg.layout.decoder_blocks(d),
+                _ => Vec::new(),
+            },
         };
         Ok(Sae {
             cfg,
@@ -313,6 +378,19 @@ impl Sae {
             fresh: false,
             training_summary: None,
         })
+    }
+
+    /// Gives a skip transcoder its W_skip [d_out, d_in]; an error for any
+    /// other layout.
+    pub fn set_skip(&mut self, w_skip: tch::Tensor) -> Result<()> {
+        if !matches!(self.cfg.layout, Layout::Transcoder { skip: true, .. }) {
+            return Err(Error::invalid(
+                "only a transcoder with skip: true has a W_skip",
+            ));
+        }
+        let shape = [self.cfg.d_out(), self.cfg.d_in];
+        self.weights.w_skip = Some(parameter(&self.cfg, "W_skip", w_skip, &shape)?);
+        Ok(())
     }
 
     /// The architecture's settings and behaviour.
@@ -330,13 +408,19 @@ impl Sae {
         self.weights.named().into_iter().map(|(_, t)| t).collect()
     }
 
-    /// `Err` unless `x` is [batch, d_in] floating point.
+    /// `Err` unless `x` is [batch, d_in] floating point (or, for a
+    /// transcoder, a training row [batch, d_in + d_out]).
     pub fn check_input(&self, x: &tch::Tensor) -> Result<()> {
         let shape = x.size();
-        if shape.len() != 2 || shape[1] != self.cfg.d_in {
+        let (d_in, row) = (self.cfg.d_in, self.cfg.layout.row_width(self.cfg.d_in));
+        if shape.len() != 2 || (shape[1] != d_in && shape[1] != row) {
+            let rows = if row == d_in {
+                String::new()
+            } else {
+                format!(" or rows [batch, {row}] (input and output side by side)")
+            };
             return Err(Error::invalid(format!(
-                "this SAE expects activations of shape [batch, {}] (d_in = {}), got {shape:?}",
-                self.cfg.d_in, self.cfg.d_in
+                "this SAE expects activations of shape [batch, {d_in}] (d_in = {d_in}){rows}, got {shape:?}"
             )));
         }
         if !x.f_is_floating_point()? {
@@ -350,6 +434,27 @@ impl Sae {
         Ok(x.f_to(self.cfg.device)?.f_totype(Kind::Float)?)
     }
 
+    /// The encoder's part of `x` [batch, d_in or row width]: the first d_in columns.
+    pub fn input_part(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
+        Ok(x.f_narrow(1, 0, self.cfg.d_in)?)
+    }
+
+    /// What the decoder should produce for training rows `x`: a
+    /// transcoder's output columns, otherwise `x` itself.
+    pub fn target_part(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
+        if self.cfg.layout.reconstructs_input() {
+            return Ok(x.shallow_clone());
+        }
+        let width = x.size().get(1).copied().unwrap_or(0);
+        if width != self.cfg.layout.row_width(self.cfg.d_in) {
+            return Err(Error::invalid(format!(
+                "a transcoder trains on rows [batch, {}] (input then output side by side), got width {width}",
+                self.cfg.layout.row_width(self.cfg.d_in)
+            )));
+        }
+        Ok(x.f_narrow(1, self.cfg.d_in, self.cfg.d_out())?)
+    }
+
     /// Dense feature activations f [batch, n_features].
     pub fn encode(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
         self.encode_codes(x)?.to_dense()
@@ -358,7 +463,7 @@ impl Sae {
     /// Feature activations as the architecture produces them: dense, or the
     /// k active features per token for TopK (cheaper to scan for analyses).
     pub fn encode_codes(&self, x: &tch::Tensor) -> Result<Codes> {
-        let x = self.prepare(x)?;
+        let x = self.input_part(&self.prepare(x)?)?;
         let input = self.encoder_input(&self.weights, &x)?;
         Ok(self.architecture().encode(&self.weights, &input)?.codes)
     }
@@ -376,9 +481,11 @@ impl Sae {
         Codes::Dense(f).decode(&self.weights)
     }
 
-    /// Reconstruction, codes and every loss part for inputs x [batch, d_in].
+    /// Reconstruction, codes and every loss part for inputs x [batch, d_in]
+    /// (a transcoder's rows: [batch, d_in + d_out], input then target).
     pub fn forward(&self, x: &tch::Tensor, opts: &LossOptions) -> Result<Forward> {
-        let x = self.prepare(x)?;
+        let row = self.prepare(x)?;
+        let (x, target) = (self.input_part(&row)?, self.target_part(&row)?);
         let compute = opts.precision.compute_kind();
         let weights = if compute == Kind::Float {
             self.weights.clone()
@@ -387,8 +494,12 @@ impl Sae {
         };
         let input = self.encoder_input(&weights, &x.f_totype(compute)?)?;
         let encoded = self.architecture().encode(&weights, &input)?;
-        let x_hat = encoded.codes.decode(&weights)?.f_totype(Kind::Float)?;
-        let error = x.f_sub(&x_hat)?;
+        let mut x_hat = encoded.codes.decode(&weights)?;
+        if let Some(skip) = weights.skip(&x.f_totype(compute)?)? {
+            x_hat = x_hat.f_add(&skip)?;
+        }
+        let x_hat = x_hat.f_totype(Kind::Float)?;
+        let error = target.f_sub(&x_hat)?;
         let mse = error
             .f_square()?
             .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
@@ -419,6 +530,7 @@ impl Sae {
         };
         Ok(Forward {
             x_hat,
+            target,
             codes: encoded.codes,
             mse,
             penalty,
@@ -456,9 +568,8 @@ impl Sae {
     fn divide_decoder_rows_by_their_norms(&self) -> Result<tch::Tensor> {
         let norms = self
             .weights
-            .w_dec
-            .inner()
-            .f_norm_scalaropt_dim(2, [1], true)?
+            .decoder_norms()?
+            .f_unsqueeze(1)?
             .f_clamp_min(1e-12)?;
         let mut w_dec = self.weights.w_dec.inner().shallow_clone();
         let _ = w_dec.f_div_(&norms)?;
@@ -476,6 +587,40 @@ impl Sae {
         let _ = w_dec.f_div_scalar_(factor)?;
         let mut b_dec = self.weights.b_dec.inner().shallow_clone();
         let _ = b_dec.f_div_scalar_(factor)?;
+        Ok(())
+    }
+
+    /// Multiplies each site of the input space by its own factor, as
+    /// [`Self::fold_input_scale`] does for one: `factors` are a row's
+    /// per-site scales (input then output for a transcoder; every site for
+    /// a crosscoder; one for an SAE). W_enc's columns × s_in, W_dec's
+    /// columns and b_dec ÷ s_out, W_skip[o, i] × s_in[i] / s_out[o].
+    pub fn fold_site_scales(&self, factors: &[f64]) -> Result<()> {
+        if let [factor] = factors {
+            if self.cfg.layout == Layout::Autoencoder {
+                return self.fold_input_scale(*factor);
+            }
+        }
+        let widths = self.cfg.layout.site_widths(self.cfg.d_in);
+        let (s_in, s_out) = self.cfg.layout.split_sites(factors);
+        let (in_widths, out_widths) = self.cfg.layout.split_sites(&widths);
+        let device = self.cfg.device;
+        let s_in = Layout::column_factors(in_widths, s_in)?.f_to(device)?;
+        let s_out = Layout::column_factors(out_widths, s_out)?.f_to(device)?;
+        let _guard = tch::no_grad_guard();
+        let mut w_enc = self.weights.w_enc.inner().shallow_clone();
+        let _ = w_enc.f_mul_(&s_in)?;
+        let mut w_dec = self.weights.w_dec.inner().shallow_clone();
+        let _ = w_dec.f_div_(&s_out)?;
+        let mut b_dec = self.weights.b_dec.inner().shallow_clone();
+        let _ = b_dec.f_div_(&s_out)?;
+        if let Some(w_skip) = &self.weights.w_skip {
+            let ratio = s_out
+                .f_unsqueeze(1)?
+                .f_reciprocal()?
+                .f_mul(&s_in.f_unsqueeze(0)?)?;
+            let _ = w_skip.inner().shallow_clone().f_mul_(&ratio)?;
+        }
         Ok(())
     }
 
@@ -502,6 +647,7 @@ impl Sae {
         let w = &self.weights;
         let copy = |t: &Tensor| deep_copy(t.inner());
         let log_threshold = w.log_threshold.as_ref().map(copy).transpose()?;
+        let w_skip = w.w_skip.as_ref().map(copy).transpose()?;
         let mut sae = Sae::from_parts(
             self.cfg.clone(),
             copy(&w.w_enc)?,
@@ -510,6 +656,9 @@ impl Sae {
             copy(&w.b_dec)?,
             log_threshold,
         )?;
+        if let Some(w_skip) = w_skip {
+            sae.set_skip(w_skip)?;
+        }
         sae.fresh = self.fresh;
         sae.training_summary = self.training_summary.clone();
         Ok(sae)
@@ -525,6 +674,23 @@ impl Sae {
         }
         Ok(())
     }
+}
+
+/// A parameter of `cfg`'s SAE: `t` checked to have `shape`, as f32 on its
+/// device, requiring gradients.
+fn parameter(cfg: &SaeConfig, name: &str, t: tch::Tensor, shape: &[i64]) -> Result<Tensor> {
+    if t.size() != shape {
+        return Err(Error::invalid(format!(
+            "SAE weight {name} has shape {:?}, expected {shape:?}",
+            t.size()
+        )));
+    }
+    let t = t
+        .f_to(cfg.device)?
+        .f_totype(Kind::Float)?
+        .f_detach()?
+        .f_contiguous()?;
+    Ok(Tensor::new(t.f_set_requires_grad(true)?))
 }
 
 /// A copy with its own storage, cut from the autograd graph.

@@ -36,11 +36,11 @@ pub fn resample_dead_features(
         return Ok(0);
     }
     let out = sae.forward(inputs, &LossOptions::default())?;
-    let per_input = inputs.f_sub(&out.x_hat)?.f_square()?.f_sum_dim_intlist(
-        [1i64].as_slice(),
-        false,
-        Kind::Double,
-    )?;
+    let per_input = out
+        .target
+        .f_sub(&out.x_hat)?
+        .f_square()?
+        .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
     let weights = Vec::<f64>::try_from(&per_input.f_square()?.f_to(tch::Device::Cpu)?)?;
     let picked: Vec<i64> = (0..n_dead)
         .map(|_| weighted_pick(&weights, rng) as i64)
@@ -49,11 +49,22 @@ pub fn resample_dead_features(
 
     let w = &sae.weights;
     // The decoder adds b_dec, so the part left to explain is x − b_dec.
-    let directions = inputs.f_index_select(0, &picked)?.f_sub(w.b_dec.inner())?;
-    let norms = directions
-        .f_norm_scalaropt_dim(2, [1], true)?
-        .f_clamp_min(1e-12)?;
-    let directions = directions.f_div(&norms)?;
+    let unit = |t: tch::Tensor| -> Result<tch::Tensor> {
+        let norms = t.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?;
+        Ok(t.f_div(&norms)?)
+    };
+    let directions = unit(
+        out.target
+            .f_index_select(0, &picked)?
+            .f_sub(w.b_dec.inner())?,
+    )?;
+    // A transcoder's encoder reads another space: its rows point at the
+    // picked inputs themselves.
+    let encoder_directions = if sae.cfg.layout.reconstructs_input() {
+        directions.shallow_clone()
+    } else {
+        unit(sae.input_part(&inputs.f_index_select(0, &picked)?)?)?
+    };
 
     let alive = dead.f_logical_not()?;
     let mean_live_norm = |t: &tch::Tensor| -> Result<f64> {
@@ -75,7 +86,7 @@ pub fn resample_dead_features(
     let _ = w_enc.f_index_copy_(
         0,
         &dead_rows,
-        &directions.f_mul_scalar(ENCODER_SCALE * encoder_norm)?,
+        &encoder_directions.f_mul_scalar(ENCODER_SCALE * encoder_norm)?,
     )?;
     let mut b_enc = w.b_enc.inner().shallow_clone();
     let _ = b_enc.f_index_fill_(0, &dead_rows, 0.0)?;

@@ -24,6 +24,18 @@ pub trait ActivationSource {
     /// (so that one λ works across models and layers).
     fn scale(&mut self) -> Result<f64>;
 
+    /// Widths of the sites side by side in each row (a multi-site store's
+    /// `[d_in, d_out]` for a transcoder); one site of width `dim` by default.
+    fn site_widths(&self) -> Vec<i64> {
+        vec![self.dim()]
+    }
+
+    /// Each site's own scale, in row order: E‖s·x‖² = its width for each
+    /// site alone. One site: [`ActivationSource::scale`].
+    fn site_scales(&mut self) -> Result<Vec<f64>> {
+        Ok(vec![self.scale()?])
+    }
+
     /// Activations handed out so far; a checkpoint records it.
     fn position(&self) -> u64;
 
@@ -53,6 +65,8 @@ pub trait ActivationSource {
 /// can jump straight back to any position.
 pub struct TensorSource {
     data: tch::Tensor,
+    /// Widths of the sites side by side in each row.
+    widths: Vec<i64>,
     seed: u64,
     shuffle: bool,
     position: u64,
@@ -73,6 +87,7 @@ impl TensorSource {
         }
         let data = data.f_detach()?;
         Ok(TensorSource {
+            widths: vec![shape[1]],
             data,
             seed,
             shuffle,
@@ -99,6 +114,19 @@ impl TensorSource {
         let order = tch::Tensor::f_from_slice(&rows)?.f_to(self.data.device())?;
         self.epoch_order = Some((epoch, order.shallow_clone()));
         Ok(order)
+    }
+
+    /// Rows that hold several sites side by side (a transcoder's `[x | y]`),
+    /// each scaled on its own; the widths must add up to the row's.
+    pub fn with_sites(mut self, widths: &[i64]) -> Result<Self> {
+        if widths.iter().sum::<i64>() != self.dim() || widths.iter().any(|w| *w < 1) {
+            return Err(Error::invalid(format!(
+                "site widths {widths:?} do not split rows of width {}",
+                self.dim()
+            )));
+        }
+        self.widths = widths.to_vec();
+        Ok(self)
     }
 
     fn take(&mut self, n: u64) -> Result<tch::Tensor> {
@@ -147,6 +175,24 @@ impl ActivationSource for TensorSource {
             .f_sum(Kind::Double)?
             .f_double_value(&[])?;
         checked_scale_for(self.dim() as usize, self.rows() as usize, total)
+    }
+
+    fn site_widths(&self) -> Vec<i64> {
+        self.widths.clone()
+    }
+
+    fn site_scales(&mut self) -> Result<Vec<f64>> {
+        let _guard = tch::no_grad_guard();
+        let rows = self.rows() as usize;
+        self.data
+            .f_split_with_sizes(self.widths.as_slice(), 1)?
+            .iter()
+            .zip(&self.widths)
+            .map(|(part, width)| {
+                let total = part.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
+                checked_scale_for(*width as usize, rows, total)
+            })
+            .collect()
     }
 
     fn position(&self) -> u64 {
@@ -263,6 +309,22 @@ impl ActivationSource for StoreSource {
         }
     }
 
+    fn site_widths(&self) -> Vec<i64> {
+        self.store.sites().iter().map(|s| s.dim as i64).collect()
+    }
+
+    /// Each site's factor from the harvest's running sums, as [`Self::scale`].
+    fn site_scales(&mut self) -> Result<Vec<f64>> {
+        let sites = self.store.sites();
+        match self.store.manifest() {
+            Some(m) if m.rows > 0 && sites.len() > 1 => sites
+                .iter()
+                .map(|site| checked_scale_for(site.dim, m.rows, site.sum_squared_norm))
+                .collect(),
+            _ => Ok(vec![self.scale()?]),
+        }
+    }
+
     fn position(&self) -> u64 {
         self.position
     }
@@ -362,6 +424,7 @@ mod tests {
                 first_window: i,
                 windows: 1,
                 sum_squared_norm,
+                site_sum_squared_norms: Vec::new(),
             });
         }
         let sum_squared_norm: f64 = shards.iter().map(|s| s.sum_squared_norm).sum();
@@ -385,6 +448,7 @@ mod tests {
             dropped_rows: 0,
             complete: true,
             shards,
+            sites: Vec::new(),
         }
         .write(dir)
         .unwrap();

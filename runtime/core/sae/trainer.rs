@@ -45,6 +45,21 @@ struct LoopState {
     batch_size: i64,
     /// The data order and resampling draws depend on it, so a resumed run must use it too.
     seed: u64,
+    /// A transcoder's or crosscoder's scale of each site of a row; empty
+    /// for an SAE, whose one scale is `input_scale`.
+    #[serde(default)]
+    site_scales: Vec<f64>,
+}
+
+impl LoopState {
+    /// The factor of each site of a row.
+    fn scales(&self) -> Vec<f64> {
+        if self.site_scales.is_empty() {
+            vec![self.input_scale]
+        } else {
+            self.site_scales.clone()
+        }
+    }
 }
 
 /// Trains `sae` on `source`; the SAE is left in raw units (the scale folded
@@ -118,6 +133,8 @@ pub struct Trainer<'a> {
     last_checkpoint: Option<PathBuf>,
     /// Whether the weights are currently in normalised units.
     scaled: bool,
+    /// Each column's factor for rows of several sites, [row width].
+    row_scale: Option<tch::Tensor>,
     started: Instant,
     window_started: (Instant, u64),
     bar: indicatif::ProgressBar,
@@ -131,14 +148,7 @@ impl<'a> Trainer<'a> {
     ) -> Result<Self> {
         cfg.validate()?;
         sae.architecture().check_trainable()?;
-        if source.dim() != sae.cfg.d_in {
-            return Err(Error::invalid(format!(
-                "the activations have width {} but the SAE's d_in is {} ({})",
-                source.dim(),
-                sae.cfg.d_in,
-                source.describe()
-            )));
-        }
+        check_sites(sae, source)?;
         let arch = sae.architecture();
         let remedy = match cfg.dead_feature_remedy {
             Some(DeadFeatureRemedy::AuxK) if !arch.supports_auxk() => {
@@ -184,6 +194,7 @@ impl<'a> Trainer<'a> {
             resumed_from: None,
             last_checkpoint: None,
             scaled: false,
+            row_scale: None,
             started: Instant::now(),
             window_started: (Instant::now(), 0),
             bar,
@@ -203,14 +214,20 @@ impl<'a> Trainer<'a> {
     /// Fresh start: measure the scale, move the weights to normalised units
     /// (a fresh SAE is initialised there already), initialise b_dec.
     fn initialise(&mut self) -> Result<()> {
-        let scale = if self.cfg.normalize_inputs {
-            self.source.scale()?
+        let sites = self.sae.cfg.layout.site_widths(self.sae.cfg.d_in).len();
+        let scales = if self.cfg.normalize_inputs {
+            self.source.site_scales()?
         } else {
-            1.0
+            vec![1.0; sites]
         };
-        self.state.input_scale = scale;
+        self.state.input_scale = scales[0];
+        if self.sae.cfg.layout != super::Layout::Autoencoder {
+            self.state.site_scales = scales.clone();
+        }
+        self.set_row_scale()?;
         if !self.sae.fresh {
-            self.sae.fold_input_scale(1.0 / scale)?;
+            let inverse: Vec<f64> = scales.iter().map(|s| 1.0 / s).collect();
+            self.sae.fold_site_scales(&inverse)?;
         }
         self.scaled = true;
         if self.sae.fresh && self.cfg.b_dec_init != DecoderBiasInit::Zeros {
@@ -229,9 +246,24 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
+    /// The per-column factors of a row of several sites (each site by its own scale).
+    fn set_row_scale(&mut self) -> Result<()> {
+        self.row_scale = if self.state.site_scales.is_empty() {
+            None
+        } else {
+            let widths = self.sae.cfg.layout.site_widths(self.sae.cfg.d_in);
+            let factors = super::Layout::column_factors(&widths, &self.state.site_scales)?;
+            Some(factors.f_to(self.sae.cfg.device)?)
+        };
+        Ok(())
+    }
+
     fn next_scaled_batch(&mut self, n: i64) -> Result<tch::Tensor> {
         let x = self.source.next_batch(n)?.f_to(self.sae.cfg.device)?;
-        Ok(x.f_mul_scalar(self.state.input_scale)?)
+        match &self.row_scale {
+            Some(factors) => Ok(x.f_mul(factors)?),
+            None => Ok(x.f_mul_scalar(self.state.input_scale)?),
+        }
     }
 
     /// Runs until `step` steps have been taken in total (or the schedule ends).
@@ -263,7 +295,7 @@ impl<'a> Trainer<'a> {
             ..Default::default()
         };
         let out = self.sae.forward(&x, &opts)?;
-        let metrics = StepMetrics::of(&x, &out, self.logs_after(step))?;
+        let metrics = StepMetrics::of(&out, self.logs_after(step))?;
         if !metrics.loss.is_finite() {
             return Err(self.non_finite(step, metrics.loss));
         }
@@ -439,7 +471,18 @@ impl<'a> Trainer<'a> {
         ));
         let summary = self.summary();
         let scale = self.state.input_scale;
-        let sae: &Sae = &*self.sae;
+        // Several sites' scales are folded into a copy: save takes one factor.
+        let folded = if self.state.site_scales.is_empty() {
+            None
+        } else {
+            let copy = self.sae.duplicate()?;
+            copy.fold_site_scales(&self.state.site_scales)?;
+            Some(copy)
+        };
+        let (sae, scale): (&Sae, f64) = match &folded {
+            Some(copy) => (copy, 1.0),
+            None => (&*self.sae, scale),
+        };
         let dir =
             write_step_checkpoint(&root, self.state.step, self.cfg.keep_checkpoints, |dir| {
                 checkpoint::save(sae, dir, scale, Some(summary))?;
@@ -496,6 +539,9 @@ impl<'a> Trainer<'a> {
         if weights.log_threshold.is_some() {
             weights.log_threshold = Some(Tensor::new(tensor("log_threshold")?));
         }
+        if weights.w_skip.is_some() {
+            weights.w_skip = Some(Tensor::new(tensor("W_skip")?));
+        }
         self.sae.copy_weights_from(&weights)?;
         self.adam.load_state(&tensors, state.step)?;
         self.since_fired = tensor("since_fired")?;
@@ -503,6 +549,7 @@ impl<'a> Trainer<'a> {
         self.resumed_from = Some(state.step);
         self.last_checkpoint = Some(dir.to_path_buf());
         self.state = state;
+        self.set_row_scale()?;
         self.scaled = true;
         self.sae.fresh = false;
         Ok(())
@@ -513,6 +560,7 @@ impl<'a> Trainer<'a> {
             "steps": self.state.step,
             "tokens": self.state.tokens,
             "input_scale": self.state.input_scale,
+            "site_scales": self.state.site_scales,
             "lr": self.cfg.lr,
             "batch_size": self.cfg.batch_size,
             "seed": self.cfg.seed,
@@ -524,7 +572,7 @@ impl<'a> Trainer<'a> {
     pub fn finish(mut self) -> Result<TrainReport> {
         self.bar.finish_and_clear();
         if self.scaled {
-            self.sae.fold_input_scale(self.state.input_scale)?;
+            self.sae.fold_site_scales(&self.state.scales())?;
             self.scaled = false;
         }
         self.sae.training_summary = Some(self.summary());
@@ -541,6 +589,7 @@ impl<'a> Trainer<'a> {
             seconds,
             tokens_per_sec: run_tokens as f64 / seconds.max(1e-9),
             input_scale: self.state.input_scale,
+            site_scales: self.state.site_scales.clone(),
             resampled: self.state.resampled,
             resumed_from: self.resumed_from,
             last_checkpoint: self.last_checkpoint.clone(),
@@ -554,9 +603,44 @@ impl Drop for Trainer<'_> {
     /// SAE to raw units.
     fn drop(&mut self) {
         if self.scaled {
-            let _ = self.sae.fold_input_scale(self.state.input_scale);
+            let _ = self.sae.fold_site_scales(&self.state.scales());
         }
     }
+}
+
+/// `Err` unless the source's rows are what the SAE reads: its width, and
+/// for a transcoder or crosscoder its sites' widths; an SAE refuses rows of
+/// several sites, whose scales it would mix.
+fn check_sites(sae: &Sae, source: &dyn ActivationSource) -> Result<()> {
+    let layout = &sae.cfg.layout;
+    let row = layout.row_width(sae.cfg.d_in);
+    if source.dim() != row {
+        let reads = match layout {
+            super::Layout::Transcoder { .. } => format!("transcoder reads rows of width {row}"),
+            _ => format!("{}'s d_in is {row}", layout.noun()),
+        };
+        return Err(Error::invalid(format!(
+            "the activations have width {} but the {reads} ({})",
+            source.dim(),
+            source.describe()
+        )));
+    }
+    let (expected, found) = (layout.site_widths(sae.cfg.d_in), source.site_widths());
+    if *layout == super::Layout::Autoencoder && found.len() > 1 {
+        return Err(Error::invalid(format!(
+            "{} holds {} sites side by side (widths {found:?}): train a transcoder or a crosscoder on it, or harvest one site",
+            source.describe(),
+            found.len()
+        )));
+    }
+    if *layout != super::Layout::Autoencoder && found != expected {
+        return Err(Error::invalid(format!(
+            "the {} reads sites of widths {expected:?}, but {} holds sites of widths {found:?}",
+            layout.noun(),
+            source.describe()
+        )));
+    }
+    Ok(())
 }
 
 const TRAINING_STATE: &str = "training_state.json";

@@ -158,6 +158,11 @@ pub mod activations_api {
     /// `layer`, `tokens`, `context` (128), `hook` ("resid_pre"), `batch_size`
     /// (8 on a CPU, 64 on a GPU), `dtype` ("f16"), `shard_rows`, `max_norm_ratio` (leave out attention-sink
     /// rows whose norm exceeds this multiple of their window's median, e.g. 10).
+    /// Hooks: "resid_pre", "resid_post", "mlp" (neurons), "mlp_in" (what the MLP reads, after ln2), "mlp_out"
+    /// (what it writes). Several sites side by side in each row, from one forward pass: `hooks: [...]` and/or
+    /// `layers: [...]` (layer by layer, each layer's hooks in order); each site keeps its own scale
+    /// (`s.manifest.sites`). A transcoder's store: `#{layer: 5, hooks: ["mlp_in", "mlp_out"]}`; a crosscoder's:
+    /// `#{layers: [3, 5, 7], hook: "resid_post"}`.
     /// `m.harvest(demo_corpus(), #{layer: 15, tokens: 100000, out: "runs/acts"})`
     #[rhai_fn(name = "harvest", pure, return_raw)]
     pub fn harvest_into(m: &mut Model, c: Corpus, opts: Map) -> ScriptResult<Store> {

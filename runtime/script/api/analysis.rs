@@ -44,10 +44,7 @@ pub(crate) fn sae_site(
         }
     };
     site.check(model.n_layers())?;
-    let width = match site.point {
-        HookPoint::Mlp => model.llama.config.d_mlp,
-        _ => model.d_model(),
-    } as i64;
+    let width = model.site_width(site) as i64;
     if sae.cfg.d_in != width {
         return Err(runtime_error(format!(
             "the SAE reads width {} but {site} of this model has width {width}",

@@ -21,6 +21,7 @@ pub mod sae_sweep;
 pub mod scaling;
 pub mod shape;
 pub mod tensor;
+pub mod xcoder;
 
 /// A group of functions as `:help` lists them.
 pub struct Topic {
@@ -76,6 +77,11 @@ pub fn topics() -> Vec<Topic> {
             "sae",
             "sparse autoencoders: build, train, evaluate, save and load",
             exported_module!(sae::sae_api),
+        ),
+        topic(
+            "xcoders",
+            "transcoders (an MLP's input to its output) and crosscoders (several sites at once)",
+            exported_module!(xcoder::xcoder_api),
         ),
         topic(
             "analysis",

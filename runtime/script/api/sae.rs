@@ -48,6 +48,9 @@ fn record_provenance(sae: &mut sae::Sae, source: &Dynamic) -> ScriptResult<()> {
     let Some(manifest) = store.manifest() else {
         return Ok(());
     };
+    if sae.cfg.layout != sae::Layout::Autoencoder {
+        sae::xcoder::record_sites(&mut sae.cfg, &store.sites())?;
+    }
     let meta = &mut sae.cfg.metadata;
     if meta.hook_name.is_none() {
         meta.hook_name = Some(manifest.site()?.hook_name());
@@ -125,6 +128,12 @@ fn evaluation_map(e: &Evaluation) -> ScriptResult<Map> {
     ] {
         m.insert(key.into(), Dynamic::from(value));
     }
+    let sites: Array = e
+        .site_explained_variance
+        .iter()
+        .map(|v| Dynamic::from(*v))
+        .collect();
+    m.insert("site_explained_variance".into(), Dynamic::from_array(sites));
     let n = e.density.len() as i64;
     m.insert(
         "density".into(),
