@@ -16,5 +16,5 @@ pub use gguf::{GgufError, GgufFile};
 pub use hooks::{Edit, HookPoint, Hooks, Site};
 pub use language_model::{cache_dir, default_model_path, perplexity, Model, Perplexity};
 pub use llama::{Batch, Config, Forward, KvCache, Llama, Logits, Padding};
-pub use splice::{SpliceProbe, SpliceWindow};
+pub use splice::{SpliceLoss, SpliceProbe, SpliceWindow};
 pub use tokenizer::{Tokenizer, TokenizerError};

@@ -122,6 +122,11 @@ fn evaluation_map(e: &Evaluation) -> ScriptResult<Map> {
         ("explained_variance", e.explained_variance),
         ("dead_fraction", e.dead_fraction),
         ("input_scale", e.input_scale),
+        ("l2_ratio", e.l2_ratio),
+        (
+            "relative_reconstruction_bias",
+            e.relative_reconstruction_bias,
+        ),
     ] {
         m.insert(key.into(), Dynamic::from(value));
     }
@@ -194,10 +199,13 @@ pub mod sae_api {
     }
 
     /// Measures the SAE over `tokens` activations (a tensor or a store; default: all of them):
-    /// `#{loss, mse, penalty, l0, explained_variance, dead_fraction, density, log10_density, density_histogram, ...}`.
+    /// `#{loss, mse, penalty, l0, explained_variance, dead_fraction, density, log10_density, density_histogram,
+    /// l2_ratio, relative_reconstruction_bias, ...}`; `l2_ratio` (mean ‖x̂‖/‖x‖) measures shrinkage.
     /// Loss, mse and penalty are in the paper's normalised units (E‖x‖² = d_in); `mse_raw` is not.
-    /// With `model` and `corpus` (a corpus, a text or texts) it adds `ce_clean`, `ce_spliced`, `ce_zero` and
-    /// `ce_loss_recovered` over `ce_tokens` (1024) predictions; options `layer`, `hook` (default: the store's), `context`,
+    /// With `model` and `corpus` (a corpus, a text or texts) it adds `ce_clean`, `ce_spliced`, `ce_zero`,
+    /// `ce_loss_recovered`, and the KL divergences of the next-token distributions from the clean model's
+    /// `kl_spliced`, `kl_zero` and `kl_score` = (kl_zero − kl_spliced) / kl_zero, over `ce_tokens` (1024)
+    /// predictions; options `layer`, `hook` (default: the store's), `context`,
     /// `hooks` / `steer` (edits made in every CE pass, see `forward`).
     /// `let m = s.evaluate(store, #{tokens: 100000, model: m, corpus: demo_corpus(#{split: "heldout"})});`
     #[rhai_fn(pure, return_raw)]
@@ -249,7 +257,7 @@ pub mod sae_api {
     }
 
     /// How much of the model's next-token loss survives when the SAE's reconstruction replaces the activation at
-    /// `layer` (`hook`: "resid_pre" by default): `#{ce_clean, ce_spliced, ce_zero, recovered, tokens}`, recovered =
+    /// `layer` (`hook`: "resid_pre" by default): `#{ce_clean, ce_spliced, ce_zero, recovered, kl_spliced, kl_zero, kl_score, tokens}`, recovered =
     /// (ce_zero − ce_spliced) / (ce_zero − ce_clean). Text: a corpus, a text or an array of texts. Options: `tokens`
     /// (1024 predictions), `context` (128), `batch_size` (8), `input_scale` (1; for an SAE trained in a script on
     /// scaled inputs, the scale it saw), `hooks` / `steer` (edits made in every pass, see `forward`: the CE loss
