@@ -379,6 +379,7 @@ fn sae_scripts_and_bench_parse() {
     for file in [
         "scripts/custom_sae_loop.rhai",
         "scripts/dead_features.rhai",
+        "scripts/xcoders.rhai",
         "benches/sae_throughput.rhai",
     ] {
         let source = std::fs::read_to_string(root.join(file)).unwrap();

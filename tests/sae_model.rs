@@ -38,27 +38,32 @@ fn an_exact_reconstruction_recovers_all_of_the_loss_and_a_zero_decoder_none() {
         let windows = text_windows(model, &texts, 32).unwrap();
         let mut probe = SpliceProbe::new(model, Site::resid_pre(6), &windows, 2).unwrap();
         let d = model.d_model() as i64;
-        let exact = metrics::ce_loss_recovered(&identity_sae(d, 1.0), 1.0, |splice| {
-            probe.cross_entropy(splice)
-        })
-        .unwrap();
+        let exact =
+            metrics::ce_loss_recovered(&identity_sae(d, 1.0), 1.0, |splice| probe.measure(splice))
+                .unwrap();
         assert!(
             exact.zero_ablated > exact.clean + 1.0,
             "zero-ablating layer 6 should hurt: {exact:?}"
         );
         assert!((exact.spliced - exact.clean).abs() < 1e-3, "{exact:?}");
         assert!((exact.fraction_recovered - 1.0).abs() < 1e-3, "{exact:?}");
-        let zero = metrics::ce_loss_recovered(&identity_sae(d, 0.0), 1.0, |splice| {
-            probe.cross_entropy(splice)
-        })
-        .unwrap();
+        // KL from the clean model: ~0 for the exact splice, large for zeros.
+        assert!(
+            exact.kl_spliced.abs() < 1e-4 && exact.kl_zero_ablated > 1.0,
+            "{exact:?}"
+        );
+        assert!((exact.kl_score - 1.0).abs() < 1e-4, "{exact:?}");
+        let zero =
+            metrics::ce_loss_recovered(&identity_sae(d, 0.0), 1.0, |splice| probe.measure(splice))
+                .unwrap();
         assert!(zero.fraction_recovered.abs() < 1e-3, "{zero:?}");
+        assert!(zero.kl_score.abs() < 1e-4, "{zero:?}");
         assert!((zero.clean - exact.clean).abs() < 1e-9);
         // An SAE trained on inputs scaled by s splices sae(s·x)/s: with W_dec halved,
         // x̂ = x/2 for any s, so the scale must not change the result.
         let half = identity_sae(d, 0.5);
         let at = |s: f64, probe: &mut SpliceProbe| {
-            metrics::ce_loss_recovered(&half, s, |splice| probe.cross_entropy(splice))
+            metrics::ce_loss_recovered(&half, s, |splice| probe.measure(splice))
                 .unwrap()
                 .spliced
         };
@@ -98,7 +103,7 @@ fn an_sae_trained_on_a_harvested_store_reports_ce_loss_recovered() {
         let direct = s.ce_loss_recovered(m, c, #{{layer: 4, tokens: 200, context: 32}});
         let texts = s.ce_loss_recovered(m, ["{text}"], #{{layer: 4}});
         [r.steps, e.tokens, e.explained_variance, e.ce_clean, e.ce_spliced, e.ce_zero, e.ce_loss_recovered,
-         direct.recovered, direct.tokens, texts.tokens]
+         direct.recovered, direct.tokens, texts.tokens, e.kl_spliced, e.kl_zero, e.kl_score, e.l2_ratio]
         "#,
         dir = dir.path().display(),
         text = TEXTS[2]
@@ -109,7 +114,7 @@ fn an_sae_trained_on_a_harvested_store_reports_ce_loss_recovered() {
         .iter()
         .map(|v| v.as_float().unwrap_or_else(|_| v.as_int().unwrap() as f64))
         .collect();
-    let [steps, tokens, ev, clean, spliced, zero, recovered, direct, direct_tokens, text_tokens] =
+    let [steps, tokens, ev, clean, spliced, zero, recovered, direct, direct_tokens, text_tokens, kl, kl_zero, kl_score, l2_ratio] =
         v[..]
     else {
         panic!("{v:?}")
@@ -121,4 +126,7 @@ fn an_sae_trained_on_a_harvested_store_reports_ce_loss_recovered() {
     // The store was harvested with the same layer and context: the same measurement.
     assert!((recovered - direct).abs() < 1e-9, "{recovered} vs {direct}");
     assert!(text_tokens > 10.0 && text_tokens < 32.0, "{text_tokens}");
+    assert!(0.0 < kl && kl < kl_zero, "{v:?}");
+    assert!((kl_score - (kl_zero - kl) / kl_zero).abs() < 1e-12, "{v:?}");
+    assert!(l2_ratio > 0.3 && l2_ratio < 1.5, "shrinkage {l2_ratio}");
 }

@@ -2,7 +2,8 @@
 //! sites, stores of several sites per row, and a transcoder and a
 //! crosscoder trained, spliced into the model (CE and KL), saved and
 //! loaded. Skipped with a note when the model is not in the cache.
-use crate::model::with_model;
+use crate::model::{model_present, with_model, MODEL};
+use crate::support::{eval, eval_err};
 use saelab::core::model::{Edit, Hooks, Logits, Site};
 
 const TEXT: &str = "The Golden Gate Bridge is a suspension bridge spanning the Golden Gate, the strait connecting San Francisco Bay and the Pacific Ocean.";
@@ -43,4 +44,126 @@ fn mlp_out_is_what_the_mlp_adds_and_mlp_in_what_it_reads() {
         let logits = model.run(&ids, &same, Logits::All).unwrap().logits.unwrap();
         assert_eq!(max_difference(&logits, out.logits.as_ref().unwrap()), 0.0);
     });
+}
+
+/// The numbers an evaluated script returns as an array.
+fn numbers(script: &str) -> Vec<f64> {
+    eval(script)
+        .into_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_float().unwrap_or_else(|_| v.as_int().unwrap() as f64))
+        .collect()
+}
+
+#[test]
+fn a_transcoder_trains_on_a_two_site_store_and_replaces_the_mlp() {
+    if !model_present() {
+        return;
+    }
+    let _guard = MODEL.lock().unwrap_or_else(|e| e.into_inner());
+    // Small steps on oversubscribed cores run far slower with two threads (README, Performance).
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        r#"
+        seed(0);
+        let m = load_model();
+        let heldout = demo_corpus(#{{split: "heldout"}});
+        let pair = m.harvest(demo_corpus(), #{{layer: 5, hooks: ["mlp_in", "mlp_out"], tokens: 3000, context: 64,
+                                               shard_rows: 1000, out: "{dir}/pair"}});
+        let sites = pair.manifest.sites;
+        let t = transcoder(pair, #{{n_features: 512, kind: "topk", k: 16, skip: true}});
+        let r = t.train(pair, #{{steps: 120, batch_size: 128, lr: 2e-3, progress: false}});
+        let ce = #{{model: m, corpus: heldout, ce_tokens: 192, context: 64}};
+        let e = t.evaluate(pair, ce);
+        t.save("{dir}/t");
+        let again = load_sae("{dir}/t").evaluate(pair, ce);
+        [pair.len, pair.dim, sites.len(), sites[0].dim, sites[1].scale / sites[0].scale, pair.batch(8).shape[1],
+         r.history[0].loss, r.loss, e.explained_variance, e.l0, e.ce_clean, e.ce_spliced, e.ce_zero,
+         e.ce_loss_recovered, e.kl_spliced, e.kl_zero, e.kl_score,
+         again.ce_spliced, again.kl_spliced, again.explained_variance]
+        "#,
+        dir = dir.path().display()
+    );
+    let v = numbers(&script);
+    let [rows, dim, sites, width, scale_ratio, batch_width, first_loss, loss, ev, l0, clean, spliced, zero, recovered, kl, kl_zero, kl_score, spliced_again, kl_again, ev_again] =
+        v[..]
+    else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        (rows, dim, sites, width, batch_width),
+        (3000.0, 1152.0, 2.0, 576.0, 1152.0)
+    );
+    assert!(scale_ratio != 1.0, "each site has its own scale: {v:?}");
+    assert!(
+        loss < 0.75 * first_loss,
+        "the loss falls: {first_loss} → {loss}"
+    );
+    assert!(ev > 0.3 && l0 > 1.0 && l0 <= 16.0, "{v:?}");
+    assert!(clean < spliced && spliced < zero, "{v:?}");
+    assert!(recovered > 0.3 && recovered < 1.0, "{v:?}");
+    assert!(kl > 0.0 && kl < kl_zero && kl_score > 0.3, "{v:?}");
+    assert!(
+        (spliced - spliced_again).abs() < 1e-6,
+        "{spliced} vs {spliced_again}"
+    );
+    assert!(
+        (kl - kl_again).abs() < 1e-6 && (ev - ev_again).abs() < 1e-6,
+        "{v:?}"
+    );
+    // Code that reads one site refuses the store by name.
+    let err = eval_err(&format!(
+        r#"sae(#{{d_in: 1152, n_features: 64}}).train(open_store("{dir}/pair"), #{{steps: 1, progress: false}})"#,
+        dir = dir.path().display()
+    ));
+    assert!(err.contains("2 sites"), "{err}");
+}
+
+#[test]
+fn a_crosscoder_trains_on_three_layers_and_is_spliced_into_all_of_them() {
+    if !model_present() {
+        return;
+    }
+    let _guard = MODEL.lock().unwrap_or_else(|e| e.into_inner());
+    // Small steps on oversubscribed cores run far slower with two threads (README, Performance).
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        r#"
+        seed(0);
+        let m = load_model();
+        let layers = m.harvest(demo_corpus(), #{{layers: [2, 4, 6], hook: "resid_post", tokens: 3000, context: 64,
+                                                 max_norm_ratio: 10.0, out: "{dir}/layers"}});
+        let c = crosscoder(layers, #{{n_features: 512, kind: "topk", k: 24}});
+        let r = c.train(layers, #{{steps: 120, batch_size: 128, lr: 2e-3, progress: false}});
+        let ce = #{{model: m, corpus: demo_corpus(#{{split: "heldout"}}), ce_tokens: 192, context: 64}};
+        let e = c.evaluate(layers, ce);
+        c.save("{dir}/c");
+        let loaded = load_sae("{dir}/c");
+        let again = loaded.evaluate(layers, ce);
+        let per_site = e.site_explained_variance;
+        [layers.dim, loaded.hook_names.len(), r.history[0].loss, r.loss, per_site.len(), per_site[0], per_site[2],
+         e.ce_clean, e.ce_spliced, e.ce_zero, e.kl_spliced, e.kl_zero, again.ce_spliced, again.kl_spliced]
+        "#,
+        dir = dir.path().display()
+    );
+    let v = numbers(&script);
+    let [dim, names, first_loss, loss, n_sites, ev_first, ev_last, clean, spliced, zero, kl, kl_zero, spliced_again, kl_again] =
+        v[..]
+    else {
+        panic!("{v:?}")
+    };
+    assert_eq!((dim, names, n_sites), (1728.0, 3.0, 3.0));
+    assert!(
+        loss < 0.75 * first_loss,
+        "the loss falls: {first_loss} → {loss}"
+    );
+    assert!(ev_first > 0.2 && ev_last > 0.2, "{v:?}");
+    assert!(clean < spliced && spliced < zero && kl < kl_zero, "{v:?}");
+    assert!(
+        (spliced - spliced_again).abs() < 1e-6 && (kl - kl_again).abs() < 1e-6,
+        "{v:?}"
+    );
 }

@@ -117,6 +117,11 @@ impl Model {
         }
     }
 
+    /// Rows of the output head: the length of a next-token distribution.
+    pub fn vocab_size(&self) -> usize {
+        self.llama.config.vocab_size
+    }
+
     /// Token ids of `text`, with BOS first only when the file's
     /// `tokenizer.ggml.add_bos_token` says so (as llama.cpp and transformers do).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {

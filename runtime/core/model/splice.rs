@@ -1,6 +1,9 @@
 //! The model's next-token loss with one activation replaced — by an SAE's
 //! reconstruction, by zeros, by anything — to measure how much of what the
-//! model needs survives the replacement (CE loss recovered).
+//! model needs survives the replacement: CE loss recovered, and the KL
+//! divergence of the replaced model's next-token distribution from the
+//! clean one (which CE alone can hide: a replacement may shift probability
+//! between wrong tokens without moving the loss).
 //!
 //! Only the positions a harvest stores are replaced: position 0 of a window
 //! and document separators keep their clean values, since an SAE trained on
@@ -108,12 +111,29 @@ pub fn truncate_to_predictions(
 /// A replacement for the activations `[batch, T, width]` at the site.
 pub type Replacement<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
 
+/// Clean log-probabilities are kept between passes up to this many bytes
+/// (4 · vocabulary bytes per prediction: 1024 predictions of SmolLM2 take
+/// 200 MB); beyond it each replaced pass recomputes them.
+pub(super) const CLEAN_LOG_PROBS_BUDGET: usize = 1 << 30;
+
 struct ProbeBatch {
     sequences: Vec<Vec<u32>>,
     /// `[batch, T, 1]`, true where the activation is replaced.
     mask: Tensor,
     /// The clean activation at the site, recorded by the clean pass.
     clean: Option<Tensor>,
+    /// log p(· | prefix) of the clean model at each prediction, `[predictions, vocab]`.
+    clean_log_probs: Option<Tensor>,
+}
+
+/// What one pass over the probe's windows measures, both per prediction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpliceLoss {
+    /// Mean next-token cross-entropy, in nats.
+    pub cross_entropy: f64,
+    /// Mean KL(clean ‖ this pass) of the next-token distributions, in nats
+    /// (0 for the clean pass); SAELens's `kl_div_with_sae`.
+    pub kl_divergence: f64,
 }
 
 /// Mean next-token cross-entropy of a model over fixed windows, clean or
@@ -171,34 +191,62 @@ impl<'a> SpliceProbe<'a> {
     /// Mean cross-entropy in nats, with the marked positions of the site's
     /// activation replaced by `replace(activation)` when given.
     pub fn cross_entropy(&mut self, replace: Option<Replacement>) -> Result<f64> {
+        Ok(self.measure(replace)?.cross_entropy)
+    }
+
+    /// Mean cross-entropy and KL divergence from the clean model, with the
+    /// marked positions of the site's activation replaced by
+    /// `replace(activation)` when given (the clean pass when not).
+    pub fn measure(&mut self, replace: Option<Replacement>) -> Result<SpliceLoss> {
         let (model, site, base) = (self.model, self.site, self.hooks);
-        let (mut nll, mut predicted) = (0.0, 0usize);
+        let keep_clean = self.tokens() * model.vocab_size() * 4 <= CLEAN_LOG_PROBS_BUDGET;
+        let (mut nll, mut kl, mut predicted) = (0.0, 0.0, 0usize);
         for batch in &mut self.batches {
             interrupt::check()?;
-            let logits = match replace {
+            let log_probs = match replace {
                 None => {
                     let hooks = pass_hooks(base, &[site], None);
                     let out = model.run(&batch.sequences, &hooks, Logits::All)?;
                     batch.clean = out.activations.into_iter().next();
-                    out.logits
+                    let log_probs = predicted_log_probs(out.logits, &batch.sequences)?;
+                    if keep_clean {
+                        batch.clean_log_probs = Some(log_probs.shallow_clone());
+                    }
+                    log_probs
                 }
                 Some(replace) => {
                     let clean = clean_activation(model, site, batch, base)?;
                     let edited = replace(&clean)?.f_where_self(&batch.mask, &clean)?;
                     let hooks = pass_hooks(base, &[], Some((site, Edit::Replace(edited))));
-                    model.run(&batch.sequences, &hooks, Logits::All)?.logits
+                    let logits = model.run(&batch.sequences, &hooks, Logits::All)?.logits;
+                    let log_probs = predicted_log_probs(logits, &batch.sequences)?;
+                    let clean = clean_log_probs(model, batch, base)?;
+                    kl += kl_divergence_sum(&clean, &log_probs)?;
+                    log_probs
                 }
             };
-            let logits = logits.ok_or_else(|| Error::invalid("the model returned no logits"))?;
-            let (sum, count) = negative_log_likelihood(&logits, &batch.sequences)?;
-            nll += sum;
-            predicted += count;
+            nll += negative_log_likelihood_sum(&log_probs, &batch.sequences)?;
+            predicted += log_probs.size()[0] as usize;
         }
-        Ok(nll / predicted.max(1) as f64)
+        let per_prediction = predicted.max(1) as f64;
+        Ok(SpliceLoss {
+            cross_entropy: nll / per_prediction,
+            kl_divergence: kl / per_prediction,
+        })
     }
 }
 
 fn probe_batch(windows: &[SpliceWindow]) -> Result<ProbeBatch> {
+    Ok(ProbeBatch {
+        sequences: windows.iter().map(|w| w.tokens.clone()).collect(),
+        mask: probe_mask(windows)?,
+        clean: None,
+        clean_log_probs: None,
+    })
+}
+
+/// `[batch, T, 1]`, true at the positions of `windows` to replace.
+pub(super) fn probe_mask(windows: &[SpliceWindow]) -> Result<Tensor> {
     let t = windows.iter().map(|w| w.tokens.len()).max().unwrap_or(0);
     let mut mask = vec![false; windows.len() * t];
     for (b, w) in windows.iter().enumerate() {
@@ -206,12 +254,7 @@ fn probe_batch(windows: &[SpliceWindow]) -> Result<ProbeBatch> {
             mask[b * t + j] = replace;
         }
     }
-    let mask = Tensor::f_from_slice(&mask)?.f_reshape([windows.len() as i64, t as i64, 1])?;
-    Ok(ProbeBatch {
-        sequences: windows.iter().map(|w| w.tokens.clone()).collect(),
-        mask,
-        clean: None,
-    })
+    Ok(Tensor::f_from_slice(&mask)?.f_reshape([windows.len() as i64, t as i64, 1])?)
 }
 
 /// One pass's hooks: the probe's edits (borrowed), then `read` and `last`.
@@ -254,25 +297,58 @@ fn clean_activation(
     Ok(clean.shallow_clone())
 }
 
-/// Sum of −log p(next token) over each sequence's real tokens, and how many.
-fn negative_log_likelihood(logits: &Tensor, sequences: &[Vec<u32>]) -> Result<(f64, usize)> {
-    let log_probs = logits.f_log_softmax(-1, Kind::Float)?;
-    let (mut nll, mut count) = (0.0, 0);
-    for (b, tokens) in sequences.iter().enumerate() {
-        let n = tokens.len().saturating_sub(1);
-        if n == 0 {
-            continue;
-        }
-        let targets: Vec<i64> = tokens[1..].iter().map(|&id| id as i64).collect();
-        let targets = Tensor::f_from_slice(&targets)?
-            .f_to(logits.device())?
-            .f_unsqueeze(1)?;
-        let rows = log_probs.f_get(b as i64)?.f_narrow(0, 0, n as i64)?;
-        nll -= rows
-            .f_gather(1, &targets, false)?
-            .f_sum(Kind::Double)?
-            .f_double_value(&[])?;
-        count += n;
+/// The clean model's log-probabilities for a batch: kept from the clean
+/// pass, or recomputed when they were too large to keep.
+fn clean_log_probs(model: &Model, batch: &ProbeBatch, base: Option<&Hooks>) -> Result<Tensor> {
+    if let Some(kept) = &batch.clean_log_probs {
+        return Ok(kept.shallow_clone());
     }
-    Ok((nll, count))
+    let out = model.run(&batch.sequences, &pass_hooks(base, &[], None), Logits::All)?;
+    predicted_log_probs(out.logits, &batch.sequences)
+}
+
+/// log p(· | prefix) at every position that predicts a real next token,
+/// the sequences' rows one after another: `[predictions, vocab]`, f32.
+pub(super) fn predicted_log_probs(
+    logits: Option<Tensor>,
+    sequences: &[Vec<u32>],
+) -> Result<Tensor> {
+    let logits = logits.ok_or_else(|| Error::invalid("the model returned no logits"))?;
+    let mut rows = Vec::with_capacity(sequences.len());
+    for (b, tokens) in sequences.iter().enumerate() {
+        let n = tokens.len().saturating_sub(1) as i64;
+        if n > 0 {
+            rows.push(logits.f_get(b as i64)?.f_narrow(0, 0, n)?);
+        }
+    }
+    Ok(Tensor::f_cat(&rows, 0)?.f_log_softmax(-1, Kind::Float)?)
+}
+
+/// Σ −log p(next token) over the predictions of [`predicted_log_probs`].
+pub(super) fn negative_log_likelihood_sum(
+    log_probs: &Tensor,
+    sequences: &[Vec<u32>],
+) -> Result<f64> {
+    let targets: Vec<i64> = sequences
+        .iter()
+        .flat_map(|tokens| tokens.iter().skip(1).map(|&id| id as i64))
+        .collect();
+    let targets = Tensor::f_from_slice(&targets)?
+        .f_to(log_probs.device())?
+        .f_unsqueeze(1)?;
+    Ok(-log_probs
+        .f_gather(1, &targets, false)?
+        .f_sum(Kind::Double)?
+        .f_double_value(&[])?)
+}
+
+/// Σ over predictions of KL(P ‖ Q) = Σ_v p(v)·(log p(v) − log q(v)), from
+/// log-probabilities `[predictions, vocab]`.
+pub(super) fn kl_divergence_sum(log_p: &Tensor, log_q: &Tensor) -> Result<f64> {
+    let log_p = log_p.f_to(log_q.device())?;
+    Ok(log_p
+        .f_exp()?
+        .f_mul(&log_p.f_sub(log_q)?)?
+        .f_sum(Kind::Double)?
+        .f_double_value(&[])?)
 }

@@ -67,9 +67,10 @@ impl Layout {
         }
     }
 
-    /// Widths of the blocks of a decoder row whose norms add up in a
-    /// feature's decoder norm: one block except for a crosscoder.
-    pub fn decoder_blocks(&self, d_in: i64) -> Vec<i64> {
+    /// Widths of the sites the decoder writes, in order: a crosscoder's
+    /// sites, one otherwise. They are also the blocks of a decoder row whose
+    /// norms add up in a feature's decoder norm.
+    pub fn output_widths(&self, d_in: i64) -> Vec<i64> {
         match self {
             Layout::Crosscoder { widths } => widths.clone(),
             _ => vec![self.d_out(d_in)],
@@ -232,7 +233,7 @@ mod tests {
         assert!(t.check(4, true).is_err());
         let c = Layout::Crosscoder { widths: vec![2, 2] };
         assert_eq!((c.d_out(4), c.row_width(4)), (4, 4));
-        assert_eq!(c.decoder_blocks(4), [2, 2]);
+        assert_eq!(c.output_widths(4), [2, 2]);
         assert!(c.check(5, false).is_err());
         assert!(c.check(4, false).is_ok());
         let factors = Layout::column_factors(&[2, 1], &[3.0, 0.5]).unwrap();

@@ -3,6 +3,7 @@
 //! histogram (log10 firing frequency), and — given a model — the CE loss
 //! recovered when the SAE's reconstruction replaces the activations.
 use super::{ActivationSource, Forward, LossOptions, Sae};
+use crate::model::SpliceLoss;
 use crate::{interrupt, Error, Result};
 use tch::Kind;
 
@@ -92,6 +93,13 @@ pub struct Evaluation {
     /// Explained variance of each site the decoder writes: a crosscoder's
     /// sites in order; one value (the overall one) otherwise.
     pub site_explained_variance: Vec<f64>,
+    /// Shrinkage: the mean over tokens of ‖x̂‖ / ‖x‖ (SAELens's `l2_ratio`);
+    /// below 1 when the sparsity penalty shrinks the reconstruction.
+    pub l2_ratio: f64,
+    /// γ = E‖x̂‖² / E[x̂·x], the factor by which x̂ is too long (Gated SAE
+    /// paper's relative reconstruction bias; SAELens's
+    /// `relative_reconstruction_bias`): 1 is unbiased, below 1 shrunk.
+    pub relative_reconstruction_bias: f64,
 }
 
 impl Evaluation {
@@ -119,6 +127,12 @@ struct Sums {
     /// Per output site: squared error and squared norm.
     site_squared_error: Vec<f64>,
     site_squared_norm: Vec<f64>,
+    /// Σ ‖x̂‖/‖x‖ over tokens with ‖x‖ > 0, and how many there were.
+    norm_ratio: f64,
+    norm_ratio_tokens: u64,
+    /// Σ‖x̂‖² and Σ x̂·x.
+    reconstruction_squared_norm: f64,
+    reconstruction_dot_input: f64,
 }
 
 /// Reads `tokens` activations (or the whole source, when it says how many it
@@ -149,7 +163,7 @@ pub fn evaluate(
         (n, _) => n,
     };
     let _guard = tch::no_grad_guard();
-    let blocks = output_sites(sae);
+    let blocks = sae.cfg.layout.output_widths(sae.cfg.d_in);
     let mut sums = Sums {
         sum: vec![0.0; sae.cfg.d_out() as usize],
         site_squared_error: vec![0.0; blocks.len()],
@@ -164,14 +178,6 @@ pub fn evaluate(
         accumulate(&mut sums, &out, &blocks)?;
     }
     finish(sae, sums, &blocks)
-}
-
-/// Widths of the sites the decoder writes (a crosscoder's; one otherwise).
-fn output_sites(sae: &Sae) -> Vec<i64> {
-    match &sae.cfg.layout {
-        super::Layout::Crosscoder { widths } => widths.clone(),
-        _ => vec![sae.cfg.d_out()],
-    }
 }
 
 fn accumulate(sums: &mut Sums, out: &Forward, blocks: &[i64]) -> Result<()> {
@@ -198,11 +204,24 @@ fn accumulate(sums: &mut Sums, out: &Forward, blocks: &[i64]) -> Result<()> {
     for (total, v) in sums.sum.iter_mut().zip(column_sums) {
         *total += v;
     }
+    accumulate_shrinkage(sums, x, &out.x_hat)?;
     let counts = out.codes.firing_counts()?;
     sums.fired = Some(match sums.fired.take() {
         Some(total) => total.f_add(&counts)?,
         None => counts,
     });
+    Ok(())
+}
+
+fn accumulate_shrinkage(sums: &mut Sums, x: &tch::Tensor, x_hat: &tch::Tensor) -> Result<()> {
+    let sum = |t: tch::Tensor| -> Result<f64> { Ok(t.f_sum(Kind::Double)?.f_double_value(&[])?) };
+    let norms = x.f_norm_scalaropt_dim(2, [1], false)?;
+    let ratios = x_hat.f_norm_scalaropt_dim(2, [1], false)?.f_div(&norms)?;
+    let counted = norms.f_gt(0.0)?;
+    sums.norm_ratio += sum(ratios.f_where_scalarother(&counted, 0.0)?)?;
+    sums.norm_ratio_tokens += counted.f_sum(Kind::Int64)?.f_int64_value(&[])? as u64;
+    sums.reconstruction_squared_norm += sum(x_hat.f_square()?)?;
+    sums.reconstruction_dot_input += sum(x_hat.f_mul(x)?)?;
     Ok(())
 }
 
@@ -252,6 +271,9 @@ fn finish(sae: &Sae, sums: Sums, blocks: &[i64]) -> Result<Evaluation> {
         density,
         input_scale: scale,
         site_explained_variance,
+        l2_ratio: sums.norm_ratio / sums.norm_ratio_tokens.max(1) as f64,
+        relative_reconstruction_bias: sums.reconstruction_squared_norm
+            / sums.reconstruction_dot_input,
     })
 }
 
@@ -295,7 +317,8 @@ pub fn density_bin_edges() -> Vec<f64> {
 }
 
 /// How much of the model's next-token loss the SAE keeps when its
-/// reconstruction replaces the activations.
+/// reconstruction replaces the activations, and how far the next-token
+/// distributions move (KL from the clean model, in nats per prediction).
 #[derive(Debug, Clone, Copy)]
 pub struct CeLossRecovered {
     /// CE with the model untouched.
@@ -306,16 +329,25 @@ pub struct CeLossRecovered {
     pub zero_ablated: f64,
     /// (zero_ablated − spliced) / (zero_ablated − clean): 1 is perfect.
     pub fraction_recovered: f64,
+    /// KL(clean ‖ spliced), SAELens's `kl_div_with_sae`.
+    pub kl_spliced: f64,
+    /// KL(clean ‖ zero-ablated), SAELens's `kl_div_with_ablation`.
+    pub kl_zero_ablated: f64,
+    /// (kl_zero_ablated − kl_spliced) / kl_zero_ablated, SAELens's
+    /// `kl_div_score`: 1 is perfect.
+    pub kl_score: f64,
 }
 
 /// A replacement for the activations at the SAE's hook, [tokens, d_in] → same shape.
 pub type Splice<'a> = &'a dyn Fn(&tch::Tensor) -> Result<tch::Tensor>;
 
-/// CE loss recovered. Needs the language model, which this module does not
-/// know: `ce_loss(None)` must run the model over the evaluation tokens and
-/// return its mean next-token cross-entropy; `ce_loss(Some(splice))` the same
-/// with the activations at the SAE's hook replaced by `splice(activations)`.
-/// It is called three times: clean, with the SAE's reconstruction, and with zeros.
+/// CE loss recovered and the KL divergences. `model_loss(None)` runs the
+/// model over the evaluation tokens and returns its mean next-token
+/// cross-entropy (and a KL of 0); `model_loss(Some(splice))` the same with
+/// the activations at the SAE's hook replaced by `splice(activations)`, and
+/// the KL from the clean pass ([`crate::model::SpliceProbe::measure`]). It is
+/// called three times: clean (first), with the SAE's reconstruction, and
+/// with zeros.
 ///
 /// `input_scale` is the factor the SAE's inputs were multiplied by in
 /// training when it was not folded into the weights (a loop written in a
@@ -324,14 +356,14 @@ pub type Splice<'a> = &'a dyn Fn(&tch::Tensor) -> Result<tch::Tensor>;
 pub fn ce_loss_recovered(
     sae: &Sae,
     input_scale: f64,
-    mut ce_loss: impl FnMut(Option<Splice>) -> Result<f64>,
+    mut model_loss: impl FnMut(Option<Splice>) -> Result<SpliceLoss>,
 ) -> Result<CeLossRecovered> {
     if !(input_scale.is_finite() && input_scale > 0.0) {
         return Err(Error::invalid(format!(
             "input_scale must be a positive number, got {input_scale}"
         )));
     }
-    let clean = ce_loss(None)?;
+    let clean = model_loss(None)?.cross_entropy;
     let reconstruct = |x: &tch::Tensor| -> Result<tch::Tensor> {
         let _guard = tch::no_grad_guard();
         let shape = x.size();
@@ -340,21 +372,40 @@ pub fn ce_loss_recovered(
         let x_hat = out.x_hat.f_div_scalar(input_scale)?;
         Ok(x_hat.f_reshape(&shape)?.f_totype(x.f_kind()?)?)
     };
-    let spliced = ce_loss(Some(&reconstruct))?;
+    let spliced = model_loss(Some(&reconstruct))?;
     let zeros = |x: &tch::Tensor| -> Result<tch::Tensor> { Ok(x.f_zeros_like()?) };
-    let zero_ablated = ce_loss(Some(&zeros))?;
-    let gap = zero_ablated - clean;
-    let fraction_recovered = if gap.abs() > 0.0 {
-        (zero_ablated - spliced) / gap
-    } else {
-        f64::NAN
-    };
-    Ok(CeLossRecovered {
-        clean,
-        spliced,
-        zero_ablated,
-        fraction_recovered,
-    })
+    let zero_ablated = model_loss(Some(&zeros))?;
+    Ok(CeLossRecovered::from_passes(clean, spliced, zero_ablated))
+}
+
+impl CeLossRecovered {
+    /// The measures from the clean pass's CE and the spliced and
+    /// zero-ablated passes (also for transcoders and crosscoders, which
+    /// splice at several sites: `xcoder::ce_loss_recovered`).
+    pub fn from_passes(clean: f64, spliced: SpliceLoss, zero_ablated: SpliceLoss) -> Self {
+        let fraction_of_gap = |gap: f64, closed: f64| {
+            if gap.abs() > 0.0 {
+                closed / gap
+            } else {
+                f64::NAN
+            }
+        };
+        CeLossRecovered {
+            clean,
+            spliced: spliced.cross_entropy,
+            zero_ablated: zero_ablated.cross_entropy,
+            fraction_recovered: fraction_of_gap(
+                zero_ablated.cross_entropy - clean,
+                zero_ablated.cross_entropy - spliced.cross_entropy,
+            ),
+            kl_spliced: spliced.kl_divergence,
+            kl_zero_ablated: zero_ablated.kl_divergence,
+            kl_score: fraction_of_gap(
+                zero_ablated.kl_divergence,
+                zero_ablated.kl_divergence - spliced.kl_divergence,
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -406,6 +457,19 @@ mod tests {
         assert!((eval.dead_fraction - never.double_value(&[])).abs() < 1e-12);
         // Normalised MSE: the raw MSE times s².
         assert!((eval.mse - eval.mse_raw * eval.input_scale.powi(2)).abs() < 1e-9);
+        // Shrinkage against the per-token definition.
+        let ratio = (out.x_hat.norm_scalaropt_dim(2, [1], false)
+            / x.norm_scalaropt_dim(2, [1], false))
+        .mean(Kind::Float)
+        .double_value(&[]);
+        assert!(
+            (eval.l2_ratio - ratio).abs() < 1e-5,
+            "{} vs {ratio}",
+            eval.l2_ratio
+        );
+        let gamma = out.x_hat.square().sum(Kind::Float).double_value(&[])
+            / (&out.x_hat * &x).sum(Kind::Float).double_value(&[]);
+        assert!((eval.relative_reconstruction_bias - gamma).abs() < 1e-4);
     }
 
     #[test]
@@ -413,19 +477,27 @@ mod tests {
         crate::rng::seed(2);
         let sae = Sae::new(SaeConfig::new("relu", 4, 8).unwrap()).unwrap();
         let x = tch::Tensor::randn([3, 4], (Kind::Float, tch::Device::Cpu));
-        // A stand-in "model" whose loss is the distance from the clean activations.
-        let result = ce_loss_recovered(&sae, 1.0, |splice| match splice {
-            None => Ok(1.0),
-            Some(f) => Ok(1.0
-                + f(&x)?
+        // A stand-in "model" whose loss is the distance from the clean
+        // activations, and whose KL is half that.
+        let result = ce_loss_recovered(&sae, 1.0, |splice| {
+            let distance = match splice {
+                None => 0.0,
+                Some(f) => f(&x)?
                     .f_sub(&x)?
                     .f_square()?
                     .f_mean(Kind::Float)?
-                    .f_double_value(&[])?),
+                    .f_double_value(&[])?,
+            };
+            Ok(SpliceLoss {
+                cross_entropy: 1.0 + distance,
+                kl_divergence: distance / 2.0,
+            })
         })
         .unwrap();
         assert_eq!(result.clean, 1.0);
         let expected = (result.zero_ablated - result.spliced) / (result.zero_ablated - 1.0);
         assert_eq!(result.fraction_recovered, expected);
+        assert!((result.kl_score - expected).abs() < 1e-12);
+        assert_eq!(result.kl_spliced, (result.spliced - 1.0) / 2.0);
     }
 }

@@ -368,7 +368,7 @@ impl Sae {
             log_threshold,
             w_skip: None,
             decoder_blocks: match &cfg.layout {
-                Layout::Crosscoder { .. } => cfg.layout.decoder_blocks(d),
+                Layout::Crosscoder { .. } => cfg.layout.output_widths(d),
                 _ => Vec::new(),
             },
         };

@@ -4,9 +4,10 @@
 //! (a transcoder in place of the MLP; a crosscoder at all its sites at once).
 //! The layout itself — widths, decoder blocks, cfg.json names — is
 //! `layout.rs`; training and evaluation are the SAE's own.
+use super::metrics::CeLossRecovered;
 use super::{Layout, Sae, SaeConfig};
 use crate::activations::SiteInfo;
-use crate::model::Site;
+use crate::model::{Site, SitesReplacement, SpliceLoss};
 use crate::options::OptionMap;
 use crate::{Error, Result};
 use serde_json::{json, Value};
@@ -185,10 +186,7 @@ pub fn replace_sites(sae: &Sae, reads: &[tch::Tensor]) -> Result<Vec<tch::Tensor
     if let Some(skip) = sae.weights.skip(&x)? {
         y = y.f_add(&skip)?;
     }
-    let widths = match &sae.cfg.layout {
-        Layout::Crosscoder { widths } => widths.clone(),
-        _ => vec![sae.cfg.d_out()],
-    };
+    let widths = sae.cfg.layout.output_widths(sae.cfg.d_in);
     y.f_split_with_sizes(widths.as_slice(), 1)?
         .into_iter()
         .zip(&widths)
@@ -201,6 +199,35 @@ pub fn replace_sites(sae: &Sae, reads: &[tch::Tensor]) -> Result<Vec<tch::Tensor
                 .f_to(first.device())?)
         })
         .collect()
+}
+
+/// CE loss recovered and KL with the dictionary spliced in at once at every
+/// site it writes (a transcoder in place of the MLP), against the same
+/// sites zero-ablated (a transcoder: the MLP's output zeroed).
+/// `model_loss(None)` is the clean pass, which must come first;
+/// `model_loss(Some(replace))` a pass with the written sites replaced
+/// ([`crate::model::SitesProbe::measure`] over [`splice_sites`]).
+pub fn ce_loss_recovered(
+    sae: &Sae,
+    mut model_loss: impl FnMut(Option<SitesReplacement>) -> Result<SpliceLoss>,
+) -> Result<CeLossRecovered> {
+    let clean = model_loss(None)?.cross_entropy;
+    let predict = |reads: &[tch::Tensor]| replace_sites(sae, reads);
+    let spliced = model_loss(Some(&predict))?;
+    let widths = sae.cfg.layout.output_widths(sae.cfg.d_in);
+    let zeros = |reads: &[tch::Tensor]| -> Result<Vec<tch::Tensor>> {
+        let first = reads
+            .first()
+            .ok_or_else(|| Error::invalid("no activations to replace"))?;
+        let (batch, positions) = (first.size()[0], first.size()[1]);
+        let options = (first.f_kind()?, first.device());
+        widths
+            .iter()
+            .map(|w| Ok(tch::Tensor::f_zeros([batch, positions, *w], options)?))
+            .collect()
+    };
+    let zero_ablated = model_loss(Some(&zeros))?;
+    Ok(CeLossRecovered::from_passes(clean, spliced, zero_ablated))
 }
 
 /// An integer option removed from `options`, if there.

@@ -8,6 +8,7 @@ use crate::script::api::model::ScriptModel;
 use crate::script::api::sae_model::{ce_options, insert_ce, measure as measure_ce};
 use crate::script::api::sae_options::loss_options;
 pub(crate) use crate::script::api::sae_options::{sae_config, train_config};
+use crate::script::api::xcoder::measure as xcoder_ce;
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
@@ -125,6 +126,11 @@ fn evaluation_map(e: &Evaluation) -> ScriptResult<Map> {
         ("explained_variance", e.explained_variance),
         ("dead_fraction", e.dead_fraction),
         ("input_scale", e.input_scale),
+        ("l2_ratio", e.l2_ratio),
+        (
+            "relative_reconstruction_bias",
+            e.relative_reconstruction_bias,
+        ),
     ] {
         m.insert(key.into(), Dynamic::from(value));
     }
@@ -203,11 +209,18 @@ pub mod sae_api {
     }
 
     /// Measures the SAE over `tokens` activations (a tensor or a store; default: all of them):
-    /// `#{loss, mse, penalty, l0, explained_variance, dead_fraction, density, log10_density, density_histogram, ...}`.
+    /// `#{loss, mse, penalty, l0, explained_variance, dead_fraction, density, log10_density, density_histogram,
+    /// l2_ratio, relative_reconstruction_bias, ...}`; `l2_ratio` (mean ‖x̂‖/‖x‖) measures shrinkage.
     /// Loss, mse and penalty are in the paper's normalised units (E‖x‖² = d_in); `mse_raw` is not.
-    /// With `model` and `corpus` (a corpus, a text or texts) it adds `ce_clean`, `ce_spliced`, `ce_zero` and
-    /// `ce_loss_recovered` over `ce_tokens` (1024) predictions; options `layer`, `hook` (default: the store's), `context`,
+    /// With `model` and `corpus` (a corpus, a text or texts) it adds `ce_clean`, `ce_spliced`, `ce_zero`,
+    /// `ce_loss_recovered`, and the KL divergences of the next-token distributions from the clean model's
+    /// `kl_spliced`, `kl_zero` and `kl_score` = (kl_zero − kl_spliced) / kl_zero, over `ce_tokens` (1024)
+    /// predictions; options `layer`, `hook` (default: the store's), `context`,
     /// `hooks` / `steer` (edits made in every CE pass, see `forward`).
+    /// A transcoder or crosscoder evaluates on rows of its store's sites and is spliced at the sites it writes,
+    /// from the clean activations at the sites it reads (a transcoder in place of the MLP, against the MLP's
+    /// output zero-ablated; a crosscoder at all its sites at once); `site_explained_variance` has one value per
+    /// site it writes.
     /// `let m = s.evaluate(store, #{tokens: 100000, model: m, corpus: demo_corpus(#{split: "heldout"})});`
     #[rhai_fn(pure, return_raw)]
     pub fn evaluate(
@@ -241,6 +254,12 @@ pub mod sae_api {
         });
         match (model.transpose()?, opts.get("corpus")) {
             (None, None) => {}
+            (Some(model), Some(text)) if s.borrow().cfg.layout != sae::Layout::Autoencoder => {
+                let store = source.read_lock::<ScriptStore>().map(|s| s.clone());
+                let keys = ["ce_tokens", "ce_batch_size"];
+                let (result, _) = xcoder_ce(&s.borrow(), &model, text, &o, keys, store.as_ref())?;
+                insert_ce(&mut out, &result, "ce_loss_recovered");
+            }
             (Some(model), Some(text)) => {
                 let store = source.read_lock::<ScriptStore>().map(|s| s.clone());
                 let ce = ce_options(&o, ["ce_tokens", "ce_batch_size"], store.as_ref())?;
@@ -258,7 +277,7 @@ pub mod sae_api {
     }
 
     /// How much of the model's next-token loss survives when the SAE's reconstruction replaces the activation at
-    /// `layer` (`hook`: "resid_pre" by default): `#{ce_clean, ce_spliced, ce_zero, recovered, tokens}`, recovered =
+    /// `layer` (`hook`: "resid_pre" by default): `#{ce_clean, ce_spliced, ce_zero, recovered, kl_spliced, kl_zero, kl_score, tokens}`, recovered =
     /// (ce_zero − ce_spliced) / (ce_zero − ce_clean). Text: a corpus, a text or an array of texts. Options: `tokens`
     /// (1024 predictions), `context` (128), `batch_size` (8), `input_scale` (1; for an SAE trained in a script on
     /// scaled inputs, the scale it saw), `hooks` / `steer` (edits made in every pass, see `forward`: the CE loss
@@ -275,6 +294,14 @@ pub mod sae_api {
         #[rustfmt::skip]
         let known = ["layer", "hook", "tokens", "context", "batch_size", "input_scale", "hooks", "steer"];
         let o = Options::new(&opts, "ce_loss_recovered", &known)?;
+        if s.borrow().cfg.layout != sae::Layout::Autoencoder {
+            let (result, tokens) =
+                xcoder_ce(&s.borrow(), &m, &text, &o, ["tokens", "batch_size"], None)?;
+            let mut out = Map::new();
+            insert_ce(&mut out, &result, "recovered");
+            out.insert("tokens".into(), Dynamic::from(tokens as INT));
+            return Ok(out);
+        }
         let ce = ce_options(&o, ["tokens", "batch_size"], None)?;
         let hooks = crate::script::hooks::script_hooks(&ctx, &m, &opts, false)?;
         let (result, tokens) = measure_ce(&s.borrow(), &m, &text, &ce, &hooks)?;

@@ -96,18 +96,21 @@ pub fn measure(
     let windows = ce_windows(model, text, opts)?;
     let mut probe =
         SpliceProbe::new(model, opts.site, &windows, opts.batch_size)?.with_hooks(hooks);
-    let result =
-        metrics::ce_loss_recovered(sae, opts.input_scale, |splice| probe.cross_entropy(splice))?;
+    let result = metrics::ce_loss_recovered(sae, opts.input_scale, |splice| probe.measure(splice))?;
     Ok((result, probe.tokens()))
 }
 
-/// Inserts ce_clean, ce_spliced, ce_zero, and the fraction recovered under `recovered_key`.
+/// Inserts ce_clean, ce_spliced, ce_zero, the fraction recovered under
+/// `recovered_key`, and kl_spliced, kl_zero, kl_score.
 pub fn insert_ce(m: &mut Map, result: &metrics::CeLossRecovered, recovered_key: &str) {
     for (key, value) in [
         ("ce_clean", result.clean),
         ("ce_spliced", result.spliced),
         ("ce_zero", result.zero_ablated),
         (recovered_key, result.fraction_recovered),
+        ("kl_spliced", result.kl_spliced),
+        ("kl_zero", result.kl_zero_ablated),
+        ("kl_score", result.kl_score),
     ] {
         m.insert(key.into(), Dynamic::from(value));
     }

@@ -2,11 +2,13 @@
 //! from a multi-site store), and what differs from an SAE when reading them.
 //! Training, evaluating, saving and loading are the `sae` functions, which
 //! take any of the three.
-use crate::core::sae::{self, xcoder, Layout};
+use crate::core::model::{Model, SitesProbe};
+use crate::core::sae::{self, metrics::CeLossRecovered, xcoder, Layout};
 use crate::script::api::activations::ScriptStore;
 use crate::script::api::sae::Sae;
-use crate::script::convert::option_map;
-use crate::script::error::ScriptResult;
+use crate::script::api::sae_model::{ce_windows, CeOptions};
+use crate::script::convert::{option_map, Options};
+use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -24,6 +26,38 @@ fn build(config: sae::SaeConfig, store: Option<&ScriptStore>) -> ScriptResult<Sa
         }
     }
     Ok(Rc::new(RefCell::new(sae::Sae::new(config)?)))
+}
+
+/// CE loss recovered and KL with a transcoder or crosscoder spliced in at
+/// the sites it writes, over `text` (a corpus, a text or texts); the keys
+/// named say how many predictions and windows per batch (1024 and 8), and
+/// `context` defaults to the store's.
+pub(crate) fn measure(
+    s: &sae::Sae,
+    model: &Model,
+    text: &Dynamic,
+    o: &Options,
+    [tokens_key, batch_key]: [&str; 2],
+    store: Option<&ScriptStore>,
+) -> ScriptResult<(CeLossRecovered, usize)> {
+    if o.has("hooks") || o.has("steer") {
+        return Err(runtime_error(
+            "hooks and steer are not supported with a transcoder or crosscoder",
+        ));
+    }
+    let (reads, writes) = xcoder::splice_sites(s)?;
+    let manifest = store.and_then(|s| s.manifest());
+    let opts = CeOptions {
+        site: reads[0],
+        tokens: o.positive(tokens_key, 1024)?,
+        context: o.positive("context", manifest.map_or(128, |m| m.context as i64))?,
+        batch_size: o.positive(batch_key, 8)?,
+        input_scale: 1.0,
+    };
+    let windows = ce_windows(model, text, &opts)?;
+    let mut probe = SitesProbe::new(model, &reads, &writes, &windows, opts.batch_size)?;
+    let result = xcoder::ce_loss_recovered(s, |replace| probe.measure(replace))?;
+    Ok((result, probe.tokens()))
 }
 
 #[export_module]
