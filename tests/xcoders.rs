@@ -79,7 +79,9 @@ fn a_transcoder_trains_on_a_two_site_store_and_replaces_the_mlp() {
         let e = t.evaluate(pair, ce);
         t.save("{dir}/t");
         let again = load_sae("{dir}/t").evaluate(pair, ce);
-        [pair.len, pair.dim, sites.len(), sites[0].dim, sites[1].scale / sites[0].scale, pair.batch(8).shape[1],
+        let more = m.harvest(demo_corpus(), #{{layer: 5, hooks: ["mlp_in", "mlp_out"], tokens: 3500, context: 64,
+                                               shard_rows: 1000, out: "{dir}/pair"}});
+        [more.len, more.manifest.sites[1].sum_squared_norm / sites[1].sum_squared_norm, pair.len, pair.dim, sites.len(), sites[0].dim, sites[1].scale / sites[0].scale, pair.batch(8).shape[1],
          r.history[0].loss, r.loss, e.explained_variance, e.l0, e.ce_clean, e.ce_spliced, e.ce_zero,
          e.ce_loss_recovered, e.kl_spliced, e.kl_zero, e.kl_score,
          again.ce_spliced, again.kl_spliced, again.explained_variance]
@@ -87,7 +89,7 @@ fn a_transcoder_trains_on_a_two_site_store_and_replaces_the_mlp() {
         dir = dir.path().display()
     );
     let v = numbers(&script);
-    let [rows, dim, sites, width, scale_ratio, batch_width, first_loss, loss, ev, l0, clean, spliced, zero, recovered, kl, kl_zero, kl_score, spliced_again, kl_again, ev_again] =
+    let [extended, extended_norms, rows, dim, sites, width, scale_ratio, batch_width, first_loss, loss, ev, l0, clean, spliced, zero, recovered, kl, kl_zero, kl_score, spliced_again, kl_again, ev_again] =
         v[..]
     else {
         panic!("{v:?}")
@@ -96,6 +98,8 @@ fn a_transcoder_trains_on_a_two_site_store_and_replaces_the_mlp() {
         (rows, dim, sites, width, batch_width),
         (3000.0, 1152.0, 2.0, 576.0, 1152.0)
     );
+    assert_eq!(extended, 3500.0);
+    assert!(extended_norms > 1.05 && extended_norms < 1.3, "{v:?}");
     assert!(scale_ratio != 1.0, "each site has its own scale: {v:?}");
     assert!(
         loss < 0.75 * first_loss,
@@ -119,6 +123,14 @@ fn a_transcoder_trains_on_a_two_site_store_and_replaces_the_mlp() {
         dir = dir.path().display()
     ));
     assert!(err.contains("2 sites"), "{err}");
+    let err = eval_err(&format!(
+        r#"load_model().harvest(demo_corpus(), #{{layer: 5, hook: "mlp_in", tokens: 3500, context: 64, out: "{dir}/pair"}})"#,
+        dir = dir.path().display()
+    ));
+    assert!(
+        err.contains("sites mlp_in.5, mlp_out.5, not mlp_in.5"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! two-site store holds them; for a crosscoder it is every site side by
 //! side, which is both input and target. Each site is normalised by its own
 //! scale (E‖s·x‖² = its width), folded into the weights when training ends.
+use super::parameter;
 use crate::options::OptionMap;
 use crate::{Error, Result};
 use serde_json::{json, Value};
@@ -214,6 +215,112 @@ impl Layout {
             return Ok((sparsity(rest), Layout::Transcoder { d_out, skip }));
         }
         Ok((name.to_string(), Layout::Autoencoder))
+    }
+}
+
+/// What a transcoder's or crosscoder's weights and rows need beyond an SAE's.
+impl super::Sae {
+    /// `Err` unless the source's rows are what the SAE reads: its width, and
+    /// for a transcoder or crosscoder its sites' widths; an SAE refuses rows of
+    /// several sites, whose scales it would mix.
+    pub fn check_rows(&self, source: &dyn super::ActivationSource) -> Result<()> {
+        let layout = &self.cfg.layout;
+        let row = layout.row_width(self.cfg.d_in);
+        if source.dim() != row {
+            let reads = match layout {
+                Layout::Transcoder { .. } => format!("transcoder reads rows of width {row}"),
+                _ => format!("{}'s d_in is {row}", layout.noun()),
+            };
+            return Err(Error::invalid(format!(
+                "the activations have width {} but the {reads} ({})",
+                source.dim(),
+                source.describe()
+            )));
+        }
+        let (expected, found) = (layout.site_widths(self.cfg.d_in), source.site_widths());
+        if *layout == Layout::Autoencoder && found.len() > 1 {
+            return Err(Error::invalid(format!(
+                "{} holds {} sites side by side (widths {found:?}): train a transcoder or a crosscoder on it, or harvest one site",
+                source.describe(),
+                found.len()
+            )));
+        }
+        if *layout != Layout::Autoencoder && found != expected {
+            return Err(Error::invalid(format!(
+                "the {} reads sites of widths {expected:?}, but {} holds sites of widths {found:?}",
+                layout.noun(),
+                source.describe()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Gives a skip transcoder its W_skip [d_out, d_in]; an error for any
+    /// other layout.
+    pub fn set_skip(&mut self, w_skip: tch::Tensor) -> Result<()> {
+        if !matches!(self.cfg.layout, Layout::Transcoder { skip: true, .. }) {
+            return Err(Error::invalid(
+                "only a transcoder with skip: true has a W_skip",
+            ));
+        }
+        let shape = [self.cfg.d_out(), self.cfg.d_in];
+        self.weights.w_skip = Some(parameter(&self.cfg, "W_skip", w_skip, &shape)?);
+        Ok(())
+    }
+
+    /// The encoder's part of `x` [batch, d_in or row width]: the first d_in columns.
+    pub fn input_part(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
+        Ok(x.f_narrow(1, 0, self.cfg.d_in)?)
+    }
+
+    /// What the decoder should produce for training rows `x`: a
+    /// transcoder's output columns, otherwise `x` itself.
+    pub fn target_part(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
+        if self.cfg.layout.reconstructs_input() {
+            return Ok(x.shallow_clone());
+        }
+        let width = x.size().get(1).copied().unwrap_or(0);
+        if width != self.cfg.layout.row_width(self.cfg.d_in) {
+            return Err(Error::invalid(format!(
+                "a transcoder trains on rows [batch, {}] (input then output side by side), got width {width}",
+                self.cfg.layout.row_width(self.cfg.d_in)
+            )));
+        }
+        Ok(x.f_narrow(1, self.cfg.d_in, self.cfg.d_out())?)
+    }
+
+    /// Multiplies each site of the input space by its own factor, as
+    /// [`Self::fold_input_scale`] does for one: `factors` are a row's
+    /// per-site scales (input then output for a transcoder; every site for
+    /// a crosscoder; one for an SAE). W_enc's columns × s_in, W_dec's
+    /// columns and b_dec ÷ s_out, W_skip[o, i] × s_in[i] / s_out[o].
+    pub fn fold_site_scales(&self, factors: &[f64]) -> Result<()> {
+        if let [factor] = factors {
+            if self.cfg.layout == Layout::Autoencoder {
+                return self.fold_input_scale(*factor);
+            }
+        }
+        let widths = self.cfg.layout.site_widths(self.cfg.d_in);
+        let (s_in, s_out) = self.cfg.layout.split_sites(factors);
+        let (in_widths, out_widths) = self.cfg.layout.split_sites(&widths);
+        let device = self.cfg.device;
+        let s_in = Layout::column_factors(in_widths, s_in)?.f_to(device)?;
+        let s_out = Layout::column_factors(out_widths, s_out)?.f_to(device)?;
+        let _guard = tch::no_grad_guard();
+        let mut w_enc = self.weights.w_enc.inner().shallow_clone();
+        let _ = w_enc.f_mul_(&s_in)?;
+        let mut w_dec = self.weights.w_dec.inner().shallow_clone();
+        let _ = w_dec.f_div_(&s_out)?;
+        let mut b_dec = self.weights.b_dec.inner().shallow_clone();
+        let _ = b_dec.f_div_(&s_out)?;
+        if let Some(w_skip) = &self.weights.w_skip {
+            let ratio = s_out
+                .f_unsqueeze(1)?
+                .f_reciprocal()?
+                .f_mul(&s_in.f_unsqueeze(0)?)?;
+            let _ = w_skip.inner().shallow_clone().f_mul_(&ratio)?;
+        }
+        Ok(())
     }
 }
 

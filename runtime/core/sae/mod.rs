@@ -380,19 +380,6 @@ impl Sae {
         })
     }
 
-    /// Gives a skip transcoder its W_skip [d_out, d_in]; an error for any
-    /// other layout.
-    pub fn set_skip(&mut self, w_skip: tch::Tensor) -> Result<()> {
-        if !matches!(self.cfg.layout, Layout::Transcoder { skip: true, .. }) {
-            return Err(Error::invalid(
-                "only a transcoder with skip: true has a W_skip",
-            ));
-        }
-        let shape = [self.cfg.d_out(), self.cfg.d_in];
-        self.weights.w_skip = Some(parameter(&self.cfg, "W_skip", w_skip, &shape)?);
-        Ok(())
-    }
-
     /// The architecture's settings and behaviour.
     pub fn architecture(&self) -> &dyn Architecture {
         self.cfg.arch()
@@ -432,27 +419,6 @@ impl Sae {
     fn prepare(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
         self.check_input(x)?;
         Ok(x.f_to(self.cfg.device)?.f_totype(Kind::Float)?)
-    }
-
-    /// The encoder's part of `x` [batch, d_in or row width]: the first d_in columns.
-    pub fn input_part(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
-        Ok(x.f_narrow(1, 0, self.cfg.d_in)?)
-    }
-
-    /// What the decoder should produce for training rows `x`: a
-    /// transcoder's output columns, otherwise `x` itself.
-    pub fn target_part(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
-        if self.cfg.layout.reconstructs_input() {
-            return Ok(x.shallow_clone());
-        }
-        let width = x.size().get(1).copied().unwrap_or(0);
-        if width != self.cfg.layout.row_width(self.cfg.d_in) {
-            return Err(Error::invalid(format!(
-                "a transcoder trains on rows [batch, {}] (input then output side by side), got width {width}",
-                self.cfg.layout.row_width(self.cfg.d_in)
-            )));
-        }
-        Ok(x.f_narrow(1, self.cfg.d_in, self.cfg.d_out())?)
     }
 
     /// Dense feature activations f [batch, n_features].
@@ -590,40 +556,6 @@ impl Sae {
         Ok(())
     }
 
-    /// Multiplies each site of the input space by its own factor, as
-    /// [`Self::fold_input_scale`] does for one: `factors` are a row's
-    /// per-site scales (input then output for a transcoder; every site for
-    /// a crosscoder; one for an SAE). W_enc's columns × s_in, W_dec's
-    /// columns and b_dec ÷ s_out, W_skip[o, i] × s_in[i] / s_out[o].
-    pub fn fold_site_scales(&self, factors: &[f64]) -> Result<()> {
-        if let [factor] = factors {
-            if self.cfg.layout == Layout::Autoencoder {
-                return self.fold_input_scale(*factor);
-            }
-        }
-        let widths = self.cfg.layout.site_widths(self.cfg.d_in);
-        let (s_in, s_out) = self.cfg.layout.split_sites(factors);
-        let (in_widths, out_widths) = self.cfg.layout.split_sites(&widths);
-        let device = self.cfg.device;
-        let s_in = Layout::column_factors(in_widths, s_in)?.f_to(device)?;
-        let s_out = Layout::column_factors(out_widths, s_out)?.f_to(device)?;
-        let _guard = tch::no_grad_guard();
-        let mut w_enc = self.weights.w_enc.inner().shallow_clone();
-        let _ = w_enc.f_mul_(&s_in)?;
-        let mut w_dec = self.weights.w_dec.inner().shallow_clone();
-        let _ = w_dec.f_div_(&s_out)?;
-        let mut b_dec = self.weights.b_dec.inner().shallow_clone();
-        let _ = b_dec.f_div_(&s_out)?;
-        if let Some(w_skip) = &self.weights.w_skip {
-            let ratio = s_out
-                .f_unsqueeze(1)?
-                .f_reciprocal()?
-                .f_mul(&s_in.f_unsqueeze(0)?)?;
-            let _ = w_skip.inner().shallow_clone().f_mul_(&ratio)?;
-        }
-        Ok(())
-    }
-
     /// Overwrites every parameter with another SAE's values, in place, so
     /// handles held elsewhere (a script's optimiser) stay valid.
     pub fn copy_weights_from(&self, other: &Weights) -> Result<()> {
@@ -678,7 +610,12 @@ impl Sae {
 
 /// A parameter of `cfg`'s SAE: `t` checked to have `shape`, as f32 on its
 /// device, requiring gradients.
-fn parameter(cfg: &SaeConfig, name: &str, t: tch::Tensor, shape: &[i64]) -> Result<Tensor> {
+pub(super) fn parameter(
+    cfg: &SaeConfig,
+    name: &str,
+    t: tch::Tensor,
+    shape: &[i64],
+) -> Result<Tensor> {
     if t.size() != shape {
         return Err(Error::invalid(format!(
             "SAE weight {name} has shape {:?}, expected {shape:?}",

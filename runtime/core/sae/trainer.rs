@@ -148,7 +148,7 @@ impl<'a> Trainer<'a> {
     ) -> Result<Self> {
         cfg.validate()?;
         sae.architecture().check_trainable()?;
-        check_sites(sae, source)?;
+        sae.check_rows(source)?;
         let arch = sae.architecture();
         let remedy = match cfg.dead_feature_remedy {
             Some(DeadFeatureRemedy::AuxK) if !arch.supports_auxk() => {
@@ -606,41 +606,6 @@ impl Drop for Trainer<'_> {
             let _ = self.sae.fold_site_scales(&self.state.scales());
         }
     }
-}
-
-/// `Err` unless the source's rows are what the SAE reads: its width, and
-/// for a transcoder or crosscoder its sites' widths; an SAE refuses rows of
-/// several sites, whose scales it would mix.
-fn check_sites(sae: &Sae, source: &dyn ActivationSource) -> Result<()> {
-    let layout = &sae.cfg.layout;
-    let row = layout.row_width(sae.cfg.d_in);
-    if source.dim() != row {
-        let reads = match layout {
-            super::Layout::Transcoder { .. } => format!("transcoder reads rows of width {row}"),
-            _ => format!("{}'s d_in is {row}", layout.noun()),
-        };
-        return Err(Error::invalid(format!(
-            "the activations have width {} but the {reads} ({})",
-            source.dim(),
-            source.describe()
-        )));
-    }
-    let (expected, found) = (layout.site_widths(sae.cfg.d_in), source.site_widths());
-    if *layout == super::Layout::Autoencoder && found.len() > 1 {
-        return Err(Error::invalid(format!(
-            "{} holds {} sites side by side (widths {found:?}): train a transcoder or a crosscoder on it, or harvest one site",
-            source.describe(),
-            found.len()
-        )));
-    }
-    if *layout != super::Layout::Autoencoder && found != expected {
-        return Err(Error::invalid(format!(
-            "the {} reads sites of widths {expected:?}, but {} holds sites of widths {found:?}",
-            layout.noun(),
-            source.describe()
-        )));
-    }
-    Ok(())
 }
 
 const TRAINING_STATE: &str = "training_state.json";
