@@ -179,3 +179,53 @@ fn a_crosscoder_trains_on_three_layers_and_is_spliced_into_all_of_them() {
         "{v:?}"
     );
 }
+
+#[test]
+fn transcoder_and_crosscoder_functions_are_documented_for_help() {
+    let engine = saelab::script::new_engine(Default::default());
+    let index = saelab::script::help::HelpIndex::build(&engine);
+    for name in [
+        "transcoder",
+        "crosscoder",
+        "layout",
+        "d_out",
+        "w_skip",
+        "hook_names",
+        "site_widths",
+    ] {
+        let entry = index
+            .entries
+            .get(name)
+            .unwrap_or_else(|| panic!("no help for {name}"));
+        assert!(
+            entry.topics.iter().any(|t| t == "xcoders"),
+            "{name}: {:?}",
+            entry.topics
+        );
+        assert!(!entry.summary.is_empty(), "{name} has no doc");
+    }
+}
+
+#[test]
+fn transcoders_and_crosscoders_train_on_tensors_and_name_bad_options() {
+    let value = eval(
+        r#"
+        seed(1);
+        let toy = superposition(#{n_true: 64, d: 24, active: 3, tokens: 4096});
+        let t = transcoder(#{d_in: 16, d_out: 8, n_features: 128, kind: "topk", k: 3, skip: true});
+        let r = t.train(toy.x, #{steps: 100, batch_size: 256, lr: 5e-3, log_every: 10, progress: false});
+        let c = crosscoder(#{site_widths: [12, 12], n_features: 128, l1: 1.0});
+        c.train(toy.x, #{steps: 20, batch_size: 256, lr: 5e-3, progress: false});
+        [t.layout, t.d_out, t.w_skip.shape, t.site_widths, c.layout, c.d_in, r.history[0].loss > r.loss,
+         t.encode(toy.x).shape]
+        "#,
+    );
+    assert_eq!(
+        value.to_string(),
+        r#"["transcoder", 8, [8, 16], [16, 8], "crosscoder", 24, true, [4096, 128]]"#
+    );
+    let err = eval_err(r#"transcoder(#{d_in: 4, n_features: 8, skip: "yes"})"#);
+    assert!(err.contains("'skip'"), "{err}");
+    let err = eval_err(r#"crosscoder(#{n_features: 8})"#);
+    assert!(err.contains("site_widths"), "{err}");
+}

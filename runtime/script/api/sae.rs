@@ -39,6 +39,25 @@ pub(crate) fn source_from(
     )))
 }
 
+/// The training source for `sae`: a tensor's rows hold a transcoder's or
+/// crosscoder's sites side by side (each normalised on its own), a store
+/// says which sites it holds.
+fn training_source(
+    sae: &sae::Sae,
+    value: &Dynamic,
+    seed: u64,
+) -> ScriptResult<Box<dyn ActivationSource>> {
+    let widths = sae.cfg.layout.site_widths(sae.cfg.d_in);
+    if let Some(t) = value.read_lock::<Tensor>() {
+        let source = TensorSource::new(t.inner(), seed, true)?;
+        if widths.len() > 1 && widths.iter().sum::<i64>() == source.dim() {
+            return Ok(Box::new(source.with_sites(&widths)?));
+        }
+        return Ok(Box::new(source));
+    }
+    source_from(value, seed, true)
+}
+
 /// An SAE trained on a harvested store records where its activations came
 /// from (unless the script said otherwise), so that steering and attribution
 /// find its layer and model, and cfg.json carries them as SAELens does.
@@ -197,7 +216,7 @@ pub mod sae_api {
             .try_borrow_mut()
             .map_err(|_| runtime_error("train: this SAE is already in use"))?;
         record_provenance(&mut sae, &source)?;
-        let mut source = source_from(&source, cfg.seed, true)?;
+        let mut source = training_source(&sae, &source, cfg.seed)?;
         let report = trainer::train(&mut sae, source.as_mut(), cfg)?;
         Ok(report_map(&report))
     }
