@@ -4,6 +4,7 @@ mod support;
 
 mod activations;
 mod analysis;
+mod architectures;
 mod cli;
 mod cuda_build;
 mod errors;
