@@ -93,3 +93,55 @@ fn batchtopk_saves_as_saelens_jumprelu_and_reopens_as_itself() {
         assert!(gap < 1e-5, "codes differ by {gap}");
     }
 }
+
+#[test]
+fn the_architecture_comparison_script_measures_every_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    crate::support::run_shipped(
+        "scripts/architectures.rhai",
+        &["small=true".into(), format!("out={}", out.display())],
+    );
+    let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    let header: Vec<&str> = runs.lines().next().unwrap().split(',').collect();
+    for column in [
+        "architecture",
+        "l0",
+        "explained_variance",
+        "ce_loss_recovered",
+        "kl_spliced",
+    ] {
+        assert!(header.contains(&column), "{header:?}");
+    }
+    let kinds: Vec<&str> = runs
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["relu", "topk", "batchtopk", "matryoshka", "jumprelu"],
+        "{runs}"
+    );
+    let toy = std::fs::read_to_string(out.join("toy.csv")).unwrap();
+    assert_eq!(toy.lines().count(), 1 + 5, "{toy}");
+    for figure in [
+        "l0_vs_explained_variance",
+        "l0_vs_ce_loss_recovered",
+        "l0_vs_kl",
+    ] {
+        let png = std::fs::read(out.join(format!("{figure}.png"))).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{figure}"
+        );
+    }
+    let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
+    assert!(summary.contains("| matryoshka | k=32 |"), "{summary}");
+    // A rerun reuses the saved SAEs and measures them the same.
+    crate::support::run_shipped(
+        "scripts/architectures.rhai",
+        &["small=true".into(), format!("out={}", out.display())],
+    );
+    assert_eq!(std::fs::read_to_string(out.join("runs.csv")).unwrap(), runs);
+}
