@@ -16,5 +16,6 @@ mod repl;
 mod sae;
 mod sae_model;
 mod sae_resume;
+mod saelens;
 mod scaling;
 mod tensors;
