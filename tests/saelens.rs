@@ -29,7 +29,7 @@ fn saelens_opens_every_architecture_saelab_saves_and_agrees_on_the_codes() {
     );
     let dir = tempfile::tempdir().unwrap();
     let kinds = ["relu", "topk", "jumprelu", "batchtopk", "matryoshka"];
-    eval(&format!(
+    let _ = eval(&format!(
         r#"
         seed(3);
         let x = randn([256, 16]) + 0.5;
