@@ -16,6 +16,7 @@ SETUP_LIBTORCH := $(LIBTORCH)/build-version
 endif
 MODEL := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 CORPUS := $(CACHE)/corpus/demo-v1/SOURCES.md
+SAELENS_VENV := $(CACHE)/saelens-venv/saelab-saelens-complete
 
 .PHONY: setup build build-cuda gpu-bundle demo test bench peer-venv clean
 setup: $(SETUP_LIBTORCH) $(MODEL) $(CORPUS)
@@ -37,7 +38,7 @@ demo: build
 
 # The test suite includes a check of the CUDA build (tests/cuda_build.rs),
 # so it builds that first; no GPU is needed for either.
-test: setup build-cuda
+test: setup build-cuda $(SAELENS_VENV)
 	cargo test --release --workspace --no-fail-fast
 
 # The Python peer of the benchmarks: the venv `make peer-venv` creates when it
@@ -51,6 +52,11 @@ peer-venv: $(PEER_VENV)/saelab-peer-complete
 
 $(PEER_VENV)/saelab-peer-complete:
 	setup/fetch-peer-python.sh
+
+# SAELens itself, in a venv of its own that borrows the peer venv's torch:
+# tests/saelens.rs checks that SAELens opens what saelab saves.
+$(SAELENS_VENV): $(PEER_VENV)/saelab-peer-complete
+	setup/fetch-saelens.sh
 
 # The CUDA build, in its own target folder: linked against the CUDA libtorch
 # of the pinned torch wheel (PyPI's torch is the CUDA 13 build), which the

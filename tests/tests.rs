@@ -4,6 +4,7 @@ mod support;
 
 mod activations;
 mod analysis;
+mod architectures;
 mod cli;
 mod cuda_build;
 mod errors;
@@ -15,6 +16,7 @@ mod repl;
 mod sae;
 mod sae_model;
 mod sae_resume;
+mod saelens;
 mod scaling;
 mod tensors;
 mod xcoders;

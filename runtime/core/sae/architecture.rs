@@ -8,7 +8,7 @@
 //! remedy, its training FLOPs, its cfg.json fields, ...). The
 //! [`architectures!`] call at the bottom of this file is the one list: an
 //! architecture is added with its file, its `mod` line and one line there.
-use super::codes::Encoded;
+use super::codes::{Codes, Encoded};
 use super::config::DeadFeatureRemedy;
 use super::Weights;
 use crate::options::{field_names, overlay, OptionMap};
@@ -31,7 +31,9 @@ pub fn matmul_training_flops(d_in: f64, width: f64) -> f64 {
 /// behaviour that depends on them. The decoder, the MSE and the bookkeeping
 /// are shared (see [`super::Sae::forward`]).
 pub trait Architecture: std::fmt::Debug {
-    /// The name SAELens writes in cfg.json ("standard", "topk", "jumprelu").
+    /// The name SAELens writes in cfg.json ("standard", "topk", "jumprelu";
+    /// BatchTopK and Matryoshka SAEs are saved as "jumprelu", as SAELens
+    /// saves them for inference).
     fn saelens_name(&self) -> &'static str;
 
     /// `Err` with the reason when these settings cannot work for an SAE of this size.
@@ -42,6 +44,31 @@ pub trait Architecture: std::fmt::Debug {
     /// Codes for the encoder's input [batch, d_in] (x, or x − b_dec when the
     /// SAE subtracts it), differentiable through the weights.
     fn encode(&self, w: &Weights, input: &tch::Tensor) -> Result<Encoded>;
+
+    /// Codes while training, when they differ from [`Architecture::encode`]'s
+    /// (BatchTopK chooses its active features across the whole batch, and
+    /// estimates the threshold that `encode` uses at inference).
+    fn encode_for_training(&self, w: &Weights, input: &tch::Tensor) -> Result<Encoded> {
+        self.encode(w, input)
+    }
+
+    /// Learns from a training step's codes what is not a weight (BatchTopK's
+    /// inference threshold); called after each optimiser step.
+    fn observe_training_codes(&mut self, _codes: &Codes) -> Result<()> {
+        Ok(())
+    }
+
+    /// Reconstruction losses beyond the full one, already summed: Matryoshka's
+    /// nested prefixes of the dictionary, each reconstructing `x` on its own.
+    /// `None` for a single dictionary.
+    fn nested_reconstruction_loss(
+        &self,
+        _w: &Weights,
+        _codes: &Codes,
+        _x: &tch::Tensor,
+    ) -> Result<Option<tch::Tensor>> {
+        Ok(None)
+    }
 
     /// The sparsity term of the loss, before its coefficient (a scalar).
     fn penalty(&self, w: &Weights, enc: &Encoded) -> Result<tch::Tensor>;
@@ -112,6 +139,13 @@ pub trait Architecture: std::fmt::Debug {
     /// one (JumpReLU), kept as log θ in [`Weights::log_threshold`] and saved
     /// as SAELens's `threshold`; `None` for architectures without one.
     fn threshold_init(&self) -> Option<f64> {
+        None
+    }
+
+    /// One threshold for every feature that inference applies after the
+    /// ReLU (BatchTopK's estimate), written as SAELens's JumpReLU `threshold`
+    /// tensor; `None` where there is none or it is a learned weight.
+    fn inference_threshold(&self) -> Option<f64> {
         None
     }
 
@@ -264,4 +298,8 @@ architectures! {
     TopK(super::topk::TopKConfig),
     /// JumpReLU (Rajamanoharan et al. 2024).
     JumpRelu(super::jumprelu::JumpReluConfig),
+    /// BatchTopK (Bussmann et al. 2024).
+    BatchTopK(super::batchtopk::BatchTopKConfig),
+    /// Matryoshka BatchTopK (Bussmann et al. 2025; Nabeshima 2024).
+    Matryoshka(super::matryoshka::MatryoshkaConfig),
 }

@@ -9,6 +9,11 @@
 //!   `W_dec` [d_sae, d_in], `b_dec` [d_in] (and `threshold` [d_sae] for JumpReLU);
 //! * `saelab.json` — our own settings and training summary, which SAELens ignores.
 //!
+//! BatchTopK and Matryoshka SAEs are written as SAELens writes them for
+//! inference: a JumpReLU whose threshold is the estimated θ for every
+//! feature. saelab.json names the real architecture, so saelab reopens them
+//! as what they are (and can train them further); SAELens sees a JumpReLU.
+//!
 //! Transcoders use SAELens's transcoder layout: `architecture`
 //! "transcoder" | "skip_transcoder" | "jumprelu_transcoder" (saelab's
 //! "topk_transcoder", "topk_skip_transcoder" for TopK, which SAELens lacks),
@@ -66,10 +71,14 @@ pub fn saelens_tensors(sae: &Sae, scale: f64) -> Result<Vec<(String, Tensor)>> {
             cpu(w.b_dec.inner().f_div_scalar(scale)?)?,
         ),
     ];
+    // (W_enc·s)·x = W_enc·(s·x): folding leaves pre-activations, and so
+    // the thresholds they are compared with, unchanged.
     if let Some(t) = &w.log_threshold {
-        // (W_enc·s)·x = W_enc·(s·x): folding leaves pre-activations, and so
-        // the thresholds they are compared with, unchanged.
         out.push(("threshold".to_string(), cpu(t.inner().f_exp()?)?));
+    } else if let Some(theta) = sae.architecture().inference_threshold() {
+        let all =
+            tch::Tensor::f_full([sae.cfg.n_features], theta, (Kind::Float, tch::Device::Cpu))?;
+        out.push(("threshold".to_string(), Tensor::new(all)));
     }
     if let Some(t) = &w.w_skip {
         // One factor on input and output leaves W_skip unchanged.
@@ -163,11 +172,15 @@ pub fn load(dir: &Path, device: tch::Device) -> Result<Sae> {
             cfg_path.display()
         )));
     };
-    let mut cfg = config_from_saelens(fields, &cfg_path)?;
+    let ours_path = dir.join(SAELAB_FILE);
+    let ours = match ours_path.exists() {
+        true => Some(read_json(&ours_path)?),
+        false => None,
+    };
+    let mut cfg = config_from_saelens(fields, &cfg_path, saelab_architecture(ours.as_ref()))?;
     cfg.device = device;
-    let ours = dir.join(SAELAB_FILE);
-    if ours.exists() {
-        apply_saelab_settings(&mut cfg, &read_json(&ours)?);
+    if let Some(ours) = &ours {
+        apply_saelab_settings(&mut cfg, ours);
     }
     let weights_path = dir.join(WEIGHTS_FILE);
     let tensors = load_tensors(&weights_path)?;
@@ -209,19 +222,33 @@ pub fn load(dir: &Path, device: tch::Device) -> Result<Sae> {
     Ok(sae)
 }
 
-fn config_from_saelens(fields: &Map<String, Value>, path: &Path) -> Result<SaeConfig> {
+/// The architecture saelab.json names, when it names one that SAELens
+/// saves under another name (BatchTopK as "jumprelu").
+fn saelab_architecture(ours: Option<&Value>) -> Option<&str> {
+    ours?.get("settings")?.get("architecture")?.as_str()
+}
+
+/// The config cfg.json describes; `architecture` (saelab's name, from
+/// saelab.json) overrides cfg.json's when given.
+fn config_from_saelens(
+    fields: &Map<String, Value>,
+    path: &Path,
+    architecture: Option<&str>,
+) -> Result<SaeConfig> {
     let int = |key: &str| -> Result<i64> {
         fields.get(key).and_then(Value::as_i64).ok_or_else(|| {
             Error::invalid(format!("{}: '{key}' must be an integer", path.display()))
         })
     };
     // SAELens before 6 wrote no architecture for its ReLU SAEs.
-    let architecture = fields
+    let written = fields
         .get("architecture")
         .and_then(Value::as_str)
         .unwrap_or("standard");
-    let (architecture, layout) = super::Layout::read_cfg(architecture, fields, path)?;
-    let mut cfg = SaeConfig::new(&architecture, int("d_in")?, int("d_sae")?)?;
+    // cfg.json's name says the layout (a transcoder's, a crosscoder's); saelab.json's the sparsity.
+    let (sparsity, layout) = super::Layout::read_cfg(written, fields, path)?;
+    let architecture = architecture.unwrap_or(&sparsity);
+    let mut cfg = SaeConfig::new(architecture, int("d_in")?, int("d_sae")?)?;
     if !layout.reconstructs_input() {
         cfg.apply_b_dec_to_input = false;
     }

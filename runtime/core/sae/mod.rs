@@ -18,12 +18,14 @@ use tch::{Device, Kind};
 
 pub mod adam;
 pub mod architecture;
+pub mod batchtopk;
 pub mod checkpoint;
 pub mod codes;
 pub mod config;
 pub mod init;
 pub mod jumprelu;
 pub mod layout;
+pub mod matryoshka;
 pub mod metrics;
 pub mod options;
 pub mod relu;
@@ -35,9 +37,11 @@ pub mod trainer;
 pub mod xcoder;
 
 pub use architecture::{Architecture, ArchitectureConfig};
+pub use batchtopk::BatchTopKConfig;
 pub use codes::{Codes, Encoded};
 pub use jumprelu::JumpReluConfig;
 pub use layout::Layout;
+pub use matryoshka::MatryoshkaConfig;
 pub use relu::ReluConfig;
 pub use source::{ActivationSource, StoreSource, TensorSource};
 pub use topk::TopKConfig;
@@ -256,6 +260,8 @@ pub struct LossOptions {
     pub dead_mask: Option<tch::Tensor>,
     /// The forward pass's precision; the loss parts come back in f32.
     pub precision: Precision,
+    /// Encode as in training ([`Architecture::encode_for_training`]).
+    pub training: bool,
 }
 
 /// One forward pass with every loss part (all scalars are differentiable).
@@ -269,7 +275,8 @@ pub struct Forward {
     pub mse: tch::Tensor,
     /// The sparsity term before its coefficient.
     pub penalty: tch::Tensor,
-    /// The weighted auxiliary loss (AuxK), zero when there is none.
+    /// The auxiliary losses, weighted and summed — AuxK, Matryoshka's nested
+    /// reconstructions — zero when there are none.
     pub aux: tch::Tensor,
     /// mse + λ·penalty + aux.
     pub loss: tch::Tensor,
@@ -459,7 +466,12 @@ impl Sae {
             self.weights.cast(compute)?
         };
         let input = self.encoder_input(&weights, &x.f_totype(compute)?)?;
-        let encoded = self.architecture().encode(&weights, &input)?;
+        let arch = self.architecture();
+        let encoded = if opts.training {
+            arch.encode_for_training(&weights, &input)?
+        } else {
+            arch.encode(&weights, &input)?
+        };
         let mut x_hat = encoded.codes.decode(&weights)?;
         if let Some(skip) = weights.skip(&x.f_totype(compute)?)? {
             x_hat = x_hat.f_add(&skip)?;
@@ -479,21 +491,17 @@ impl Sae {
             .unwrap_or(self.architecture().sparsity_coefficient())
             * opts.l1_scale.unwrap_or(1.0);
         let mut loss = mse.f_add(&penalty.f_mul_scalar(lambda)?)?;
-        let aux = match &opts.dead_mask {
-            Some(dead) => {
-                self.architecture()
-                    .aux_loss(&weights, &encoded, &error.f_detach()?, dead)?
-            }
+        let dead_latents = match &opts.dead_mask {
+            Some(dead) => arch.aux_loss(&weights, &encoded, &error.f_detach()?, dead)?,
             None => None,
         };
-        let aux = match aux {
-            Some(aux) => {
-                let aux = aux.f_totype(Kind::Float)?;
-                loss = loss.f_add(&aux)?;
-                aux
-            }
-            None => tch::Tensor::f_zeros([], (Kind::Float, self.cfg.device))?,
-        };
+        // The nested prefixes approximate what the decoder writes (a transcoder's output).
+        let nested = arch.nested_reconstruction_loss(&weights, &encoded.codes, &target)?;
+        let mut aux = tch::Tensor::f_zeros([], (Kind::Float, self.cfg.device))?;
+        for term in [dead_latents, nested].into_iter().flatten() {
+            aux = aux.f_add(&term.f_totype(Kind::Float)?)?;
+        }
+        loss = loss.f_add(&aux)?;
         Ok(Forward {
             x_hat,
             target,

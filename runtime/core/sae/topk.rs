@@ -93,6 +93,52 @@ fn selected(
     }
 }
 
+/// AuxK (Gao et al. §A.2, as in OpenAI's released code): the `k_aux` dead
+/// latents with the largest pre-activations, ReLU'd, reconstruct the main
+/// reconstruction's error e without b_dec. Their loss is the normalised
+/// MSE Σ‖e − ê‖² / Σ‖e − ē‖², weighted by α (`coefficient`) — and
+/// multiplied by the input's variance Σ‖x − x̄‖² / batch, because OpenAI
+/// normalises its main MSE by that variance while ours is the paper's
+/// unnormalised ‖x − x̂‖²; this keeps the ratio of the two terms theirs.
+/// Shared by every architecture that revives dead latents this way (TopK,
+/// BatchTopK, Matryoshka).
+pub(super) fn auxk_loss(
+    k_aux: i64,
+    coefficient: f64,
+    w: &Weights,
+    enc: &Encoded,
+    residual: &tch::Tensor,
+    dead: &tch::Tensor,
+) -> Result<Option<tch::Tensor>> {
+    let Some(pre) = &enc.pre_activations else {
+        return Ok(None);
+    };
+    let n_dead = dead.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+    let residual_variance = centred_sum_of_squares(residual)?;
+    if n_dead == 0 || residual_variance <= 0.0 {
+        return Ok(None);
+    }
+    let (_, indices) = {
+        let _guard = tch::no_grad_guard();
+        let masked = pre.f_where_scalarother(&dead.f_unsqueeze(0)?, f64::NEG_INFINITY)?;
+        masked.f_topk(k_aux.min(n_dead), -1, true, false)?
+    };
+    let values = selected(w, &enc.input, pre, &indices)?.f_relu()?;
+    let codes = Codes::Sparse {
+        values,
+        indices,
+        n_features: w.n_features(),
+    };
+    let reconstruction = codes.decode(w)?.f_sub(w.b_dec.inner())?;
+    let error = reconstruction
+        .f_sub(residual)?
+        .f_square()?
+        .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
+        .f_mean(None::<Kind>)?;
+    let weight = coefficient * centred_sum_of_squares(&enc.input)? / residual_variance;
+    Ok(Some(error.f_mul_scalar(weight)?))
+}
+
 impl Architecture for TopKConfig {
     fn saelens_name(&self) -> &'static str {
         "topk"
@@ -144,13 +190,7 @@ impl Architecture for TopKConfig {
         Ok(tch::Tensor::f_zeros([], (Kind::Float, w.w_dec.device()))?)
     }
 
-    /// AuxK (Gao et al. §A.2, as in OpenAI's released code): the k_aux dead
-    /// latents with the largest pre-activations, ReLU'd, reconstruct the main
-    /// reconstruction's error e without b_dec. Their loss is the normalised
-    /// MSE Σ‖e − ê‖² / Σ‖e − ē‖², weighted by α — and multiplied by the
-    /// input's variance Σ‖x − x̄‖² / batch, because OpenAI normalises its main
-    /// MSE by that variance while ours is the paper's unnormalised ‖x − x̂‖²;
-    /// this keeps the ratio of the two terms theirs.
+    /// AuxK: see [`auxk_loss`].
     fn aux_loss(
         &self,
         w: &Weights,
@@ -158,33 +198,7 @@ impl Architecture for TopKConfig {
         residual: &tch::Tensor,
         dead: &tch::Tensor,
     ) -> Result<Option<tch::Tensor>> {
-        let Some(pre) = &enc.pre_activations else {
-            return Ok(None);
-        };
-        let n_dead = dead.f_sum(Kind::Int64)?.f_int64_value(&[])?;
-        let residual_variance = centred_sum_of_squares(residual)?;
-        if n_dead == 0 || residual_variance <= 0.0 {
-            return Ok(None);
-        }
-        let (_, indices) = {
-            let _guard = tch::no_grad_guard();
-            let masked = pre.f_where_scalarother(&dead.f_unsqueeze(0)?, f64::NEG_INFINITY)?;
-            masked.f_topk(self.k_aux.min(n_dead), -1, true, false)?
-        };
-        let values = selected(w, &enc.input, pre, &indices)?.f_relu()?;
-        let codes = Codes::Sparse {
-            values,
-            indices,
-            n_features: w.n_features(),
-        };
-        let reconstruction = codes.decode(w)?.f_sub(w.b_dec.inner())?;
-        let error = reconstruction
-            .f_sub(residual)?
-            .f_square()?
-            .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
-            .f_mean(None::<Kind>)?;
-        let weight = self.aux_coefficient * centred_sum_of_squares(&enc.input)? / residual_variance;
-        Ok(Some(error.f_mul_scalar(weight)?))
+        auxk_loss(self.k_aux, self.aux_coefficient, w, enc, residual, dead)
     }
 
     fn supports_auxk(&self) -> bool {

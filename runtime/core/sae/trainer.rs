@@ -13,6 +13,7 @@ use super::metrics::StepMetrics;
 use super::resample::resample_dead_features;
 use super::{ActivationSource, LossOptions, Sae};
 use crate::optim::clip_grads;
+use crate::options::OptionMap;
 use crate::tensor_io::{load_tensors, save_tensors};
 use crate::{interrupt, progress, Error, Result, Tensor};
 use rand::rngs::StdRng;
@@ -45,6 +46,10 @@ struct LoopState {
     batch_size: i64,
     /// The data order and resampling draws depend on it, so a resumed run must use it too.
     seed: u64,
+    /// What the architecture learned that is not a weight (BatchTopK's
+    /// threshold), as saelab.json writes it.
+    #[serde(default)]
+    architecture_settings: OptionMap,
     /// A transcoder's or crosscoder's scale of each site of a row; empty
     /// for an SAE, whose one scale is `input_scale`.
     #[serde(default)]
@@ -292,6 +297,7 @@ impl<'a> Trainer<'a> {
             l1_scale: Some(l1_scale),
             dead_mask,
             precision: self.cfg.precision,
+            training: true,
             ..Default::default()
         };
         let out = self.sae.forward(&x, &opts)?;
@@ -307,6 +313,11 @@ impl<'a> Trainer<'a> {
         if self.sae.architecture().unit_norm_decoder() {
             self.sae.project_decoder_to_unit_norm()?;
         }
+        self.sae
+            .cfg
+            .architecture
+            .get_mut()
+            .observe_training_codes(&out.codes)?;
         self.track_firing(&out.codes.fired()?, x.size()[0])?;
         self.state.step += 1;
         self.state.tokens += x.size()[0] as u64;
@@ -453,6 +464,7 @@ impl<'a> Trainer<'a> {
             return Ok(());
         };
         self.state.source_position = self.source.position();
+        self.state.architecture_settings = self.sae.architecture().saelab_settings();
         let state =
             serde_json::to_string_pretty(&self.state).map_err(|e| Error::invalid(e.to_string()))?;
         let mut tensors: Vec<(String, Tensor)> = self
@@ -543,6 +555,11 @@ impl<'a> Trainer<'a> {
             weights.w_skip = Some(Tensor::new(tensor("W_skip")?));
         }
         self.sae.copy_weights_from(&weights)?;
+        self.sae
+            .cfg
+            .architecture
+            .get_mut()
+            .read_saelab_settings(&state.architecture_settings);
         self.adam.load_state(&tensors, state.step)?;
         self.since_fired = tensor("since_fired")?;
         self.source.seek(state.source_position)?;

@@ -24,8 +24,10 @@ fn data() -> tch::Tensor {
 fn fresh(arch: &str) -> Sae {
     crate::rng::seed(12);
     let mut cfg = SaeConfig::new(arch, 8, 16).unwrap();
-    if let ArchitectureConfig::TopK(topk) = &mut cfg.architecture {
-        topk.k = 4;
+    match &mut cfg.architecture {
+        ArchitectureConfig::TopK(topk) => topk.k = 4,
+        ArchitectureConfig::BatchTopK(batch) => batch.k = 4.0,
+        _ => {}
     }
     Sae::new(cfg).unwrap()
 }
@@ -129,6 +131,31 @@ fn a_killed_run_resumes_from_its_checkpoint_exactly() {
     .err()
     .unwrap();
     assert!(err.to_string().contains("seed"), "{err}");
+}
+
+#[test]
+fn a_resumed_batchtopk_run_keeps_its_threshold_estimate() {
+    let x = data();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_with_dir(dir.path());
+    let [mut straight, mut killed, mut resumed]: [Sae; 3] =
+        copies("batchtopk", 3).try_into().ok().unwrap();
+    let mut source = TensorSource::new(&x, 4, true).unwrap();
+    let straight_cfg = TrainConfig {
+        checkpoint_dir: None,
+        ..cfg.clone()
+    };
+    train(&mut straight, &mut source, straight_cfg).unwrap();
+    let mut source = TensorSource::new(&x, 4, true).unwrap();
+    let mut trainer = Trainer::start(&mut killed, &mut source, cfg.clone()).unwrap();
+    trainer.run_until(17).unwrap();
+    drop(trainer);
+    let mut source = TensorSource::new(&x, 4, true).unwrap();
+    train(&mut resumed, &mut source, cfg).unwrap();
+    let threshold = |s: &Sae| s.architecture().inference_threshold().unwrap();
+    assert!(threshold(&straight) > 0.0);
+    assert_eq!(threshold(&straight), threshold(&resumed));
+    assert!(weights_equal(&straight, &resumed));
 }
 
 fn cfg_with_dir(dir: &std::path::Path) -> TrainConfig {

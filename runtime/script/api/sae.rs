@@ -197,8 +197,11 @@ pub mod sae_api {
     pub type Sae = super::Sae;
     pub type Tensor = crate::core::Tensor;
 
-    /// A new SAE: `#{d_in, n_features, kind: "relu" | "topk" | "jumprelu", k, l1, device, hook_name, ...}`.
-    /// Defaults follow the paper (λ = 5, decoder rows of norm 0.1, W_enc = W_decᵀ) and Gao et al. for TopK (k = 32).
+    /// A new SAE: `#{d_in, n_features, kind: "relu" | "topk" | "jumprelu" | "batchtopk" | "matryoshka", k, l1,
+    /// matryoshka_widths, device, hook_name, ...}`. Defaults follow the paper (λ = 5, decoder rows of norm 0.1,
+    /// W_enc = W_decᵀ), Gao et al. for TopK (k = 32), Bussmann et al. for BatchTopK (k = 32 per token on average
+    /// over a batch; inference threshold estimated in training) and Matryoshka (BatchTopK with nested dictionaries
+    /// of widths F/16, F/8, F/4, F/2, F each reconstructing the input).
     /// `let s = sae(#{d_in: 64, n_features: 512, kind: "topk", k: 8});`
     #[rhai_fn(return_raw)]
     pub fn sae(opts: Map) -> ScriptResult<Sae> {
@@ -355,7 +358,8 @@ pub mod sae_api {
         forward_with(s, x, Map::new())
     }
 
-    /// `forward` with loss options `#{l1, l1_scale, dead_mask}`. `s.forward(x, #{l1_scale: 0.5})`
+    /// `forward` with loss options `#{l1, l1_scale, dead_mask, precision, training}`; `training: true` encodes as
+    /// the trainer does (BatchTopK's batch-level choice). `s.forward(x, #{l1_scale: 0.5})`
     #[rhai_fn(name = "forward", pure, return_raw)]
     pub fn forward_with(s: &mut Sae, x: Tensor, opts: Map) -> ScriptResult<Map> {
         let sae = s.borrow();
@@ -537,20 +541,36 @@ pub mod sae_api {
         s.borrow().cfg.d_in
     }
 
-    /// The architecture: "relu", "topk" or "jumprelu". `s.kind`
+    /// The architecture: "relu", "topk", "jumprelu", "batchtopk" or "matryoshka". `s.kind`
     #[rhai_fn(get = "kind", pure)]
     pub fn kind(s: &mut Sae) -> String {
         s.borrow().cfg.architecture.name().to_string()
     }
 
-    /// Active features per token of a TopK SAE. `s.k`
+    /// Active features per token of a TopK SAE (an integer), or on average of a BatchTopK or Matryoshka SAE. `s.k`
     #[rhai_fn(get = "k", pure, return_raw)]
-    pub fn k(s: &mut Sae) -> ScriptResult<INT> {
+    pub fn k(s: &mut Sae) -> ScriptResult<Dynamic> {
         let arch = &s.borrow().cfg.architecture;
-        arch.options()
-            .get("k")
-            .and_then(serde_json::Value::as_i64)
+        let options = arch.options();
+        let k = options.get("k");
+        if let Some(k) = k.and_then(serde_json::Value::as_i64) {
+            return Ok(Dynamic::from(k));
+        }
+        k.and_then(serde_json::Value::as_f64)
+            .map(Dynamic::from)
             .ok_or_else(|| runtime_error(format!("a {} SAE has no k", arch.name())))
+    }
+
+    /// The inference threshold θ a BatchTopK or Matryoshka SAE estimated in training. `s.threshold`
+    #[rhai_fn(get = "threshold", pure, return_raw)]
+    pub fn threshold(s: &mut Sae) -> ScriptResult<FLOAT> {
+        let sae = s.borrow();
+        sae.architecture().inference_threshold().ok_or_else(|| {
+            runtime_error(format!(
+                "a {} SAE has no single inference threshold",
+                sae.cfg.architecture.name()
+            ))
+        })
     }
 
     /// The sparsity coefficient λ. `s.l1`

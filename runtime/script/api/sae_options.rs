@@ -31,7 +31,11 @@ pub(crate) fn train_config(opts: &Map, context: &str, extra: &[&str]) -> ScriptR
 }
 
 pub(crate) fn loss_options(s: &sae::Sae, opts: &Map) -> ScriptResult<sae::LossOptions> {
-    let o = Options::new(opts, "loss", &["l1", "l1_scale", "dead_mask", "precision"])?;
+    let o = Options::new(
+        opts,
+        "loss",
+        &["l1", "l1_scale", "dead_mask", "precision", "training"],
+    )?;
     let dead_mask = match opts.get("dead_mask") {
         None => None,
         Some(v) => match v.read_lock::<Tensor>() {
@@ -54,5 +58,6 @@ pub(crate) fn loss_options(s: &sae::Sae, opts: &Map) -> ScriptResult<sae::LossOp
             .transpose()?,
         dead_mask,
         precision: precision(&o, Precision::F32)?,
+        training: o.bool("training", false)?,
     })
 }

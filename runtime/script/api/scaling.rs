@@ -196,7 +196,8 @@ pub mod scaling_api {
         Ok(map.into())
     }
 
-    /// Training FLOPs of an SAE: kind "relu" or "jumprelu" (dense), or "topk" with k.
+    /// Training FLOPs of an SAE: kind "relu", "jumprelu" or "batchtopk" (dense), "matryoshka" (dense, plus its
+    /// nested decoders), or "topk" with k.
     /// `training_flops(576, 4096, 1e6, "topk", 32)`
     #[rhai_fn(return_raw)]
     pub fn training_flops(
