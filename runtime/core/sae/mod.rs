@@ -5,13 +5,17 @@
 //! a config struct implementing [`Architecture`], listed once in
 //! [`ArchitectureConfig`] (`architecture.rs`); the training loop lives in
 //! `trainer.rs`, measurements in `metrics.rs`, the on-disk layout
-//! (SAELens's) in `checkpoint.rs`.
+//! (SAELens's) in `checkpoint.rs`. What a dictionary reads and writes —
+//! an SAE its one site, a transcoder one site to another, a crosscoder
+//! several sites at once — is its [`Layout`] (`layout.rs`, `xcoder.rs`),
+//! orthogonal to the architecture.
 //!
 //! Layout of the weights, named as in the maths and in SAELens:
 //! `W_enc` is kept as [n_features, d_in] — one row per feature detector, like
 //! `nn.Linear`'s weight — because TopK gathers whole rows of it; the
 //! checkpoint transposes it to SAELens's [d_in, d_sae]. `W_dec` is
-//! [n_features, d_in]: its rows are the feature directions.
+//! [n_features, d_out]: its rows are the feature directions (d_out = d_in
+//! except for a transcoder).
 use crate::precision::Precision;
 use crate::{Error, Result, Tensor};
 use tch::{Device, Kind};
