@@ -16,6 +16,10 @@ SETUP_LIBTORCH := $(LIBTORCH)/build-version
 endif
 MODEL := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 CORPUS := $(CACHE)/corpus/demo-v1/SOURCES.md
+# The Python peer of the benchmarks, which also holds the Jupyter client
+# packages the kernel's tests use (setup/fetch-peer-python.sh).
+PEER_VENV := $(CACHE)/peer-venv
+PEER_JUPYTER := $(PEER_VENV)/saelab-jupyter-complete
 
 .PHONY: setup build build-cuda gpu-bundle demo test bench peer-venv clean
 setup: $(SETUP_LIBTORCH) $(MODEL) $(CORPUS)
@@ -36,20 +40,22 @@ demo: build
 	./target/release/saelab run scripts/demo.rhai
 
 # The test suite includes a check of the CUDA build (tests/cuda_build.rs),
-# so it builds that first; no GPU is needed for either.
-test: setup build-cuda
+# so it builds that first; no GPU is needed for either. The kernel's tests
+# run Jupyter's conformance suite with the peer venv's jupyter packages.
+test: setup build-cuda $(PEER_JUPYTER)
 	cargo test --release --workspace --no-fail-fast
 
 # The Python peer of the benchmarks: the venv `make peer-venv` creates when it
 # exists, else python3; override with `make bench PYTHON=...`. Without torch
 # (and transformers), the peer's rows are skipped with a message.
-PEER_VENV := $(CACHE)/peer-venv
 PYTHON ?= $(if $(wildcard $(PEER_VENV)/saelab-peer-complete),$(PEER_VENV)/bin/python,python3)
 THREADS ?= $(shell nproc)
 
-peer-venv: $(PEER_VENV)/saelab-peer-complete
+peer-venv: $(PEER_VENV)/saelab-peer-complete $(PEER_JUPYTER)
 
-$(PEER_VENV)/saelab-peer-complete:
+# One script makes both: the venv, then the Jupyter packages (added to a venv
+# made before they were listed).
+$(PEER_VENV)/saelab-peer-complete $(PEER_JUPYTER):
 	setup/fetch-peer-python.sh
 
 # The CUDA build, in its own target folder: linked against the CUDA libtorch

@@ -8,6 +8,7 @@ mod cli;
 mod cuda_build;
 mod errors;
 mod features;
+mod kernel;
 mod model;
 mod notebook;
 mod plots;
