@@ -33,6 +33,8 @@ class SaelabKernelTests(jupyter_kernel_test.KernelTests):
     file_extension = ".rhai"
 
     code_hello_world = 'print("hello, world");'
+    code_stderr = 'eprint("a warning");'
+    code_clear_output = 'print("step 1"); clear_output(); print("step 2");'
 
     completion_samples = [
         {"text": "softm", "matches": {"softmax"}},

@@ -293,3 +293,25 @@ fn the_shipped_quickstart_ipynb_is_the_percent_file_converted() {
         "regenerate with: saelab notebook --to ipynb notebooks/quickstart.rhai -o notebooks/quickstart.ipynb"
     );
 }
+
+#[test]
+fn clear_output_drops_what_the_cell_showed_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let notebook = dir.path().join("status.rhai");
+    std::fs::write(
+        &notebook,
+        "// %% Status\nprint(\"step one of many\");\nclear_output();\nprint(\"final status\");\neprint(\"a warning\");\n",
+    )
+    .unwrap();
+    let html_path = dir.path().join("status.html");
+    let out = render(&notebook, &html_path, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("final status"));
+    assert!(html.contains("a warning\n</pre>"), "eprint text is shown");
+    assert!(!html.contains("step one of many</pre>"));
+}

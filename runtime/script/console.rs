@@ -8,11 +8,15 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Captured {
     Text(String),
+    /// Text for stderr (`eprint`).
+    Stderr(String),
     Table {
         columns: Vec<String>,
         rows: Vec<Vec<String>>,
     },
     Image(PathBuf),
+    /// `clear_output()`: what the cell showed so far goes.
+    Clear,
 }
 
 /// Receives each piece of output as it is produced.
@@ -68,6 +72,7 @@ fn capture(item: Captured) -> Option<Captured> {
         Some(items) => {
             match (items.last_mut(), item) {
                 (Some(Captured::Text(text)), Captured::Text(more)) => text.push_str(&more),
+                (Some(Captured::Stderr(text)), Captured::Stderr(more)) => text.push_str(&more),
                 (_, item) => items.push(item),
             }
             None
@@ -81,6 +86,19 @@ pub fn print_line(line: &str) {
     if capture(Captured::Text(format!("{line}\n"))).is_some() {
         println!("{line}");
     }
+}
+
+/// Prints a line on stderr (Rhai's `eprint`), or records it as stderr text.
+pub fn eprint_line(line: &str) {
+    if capture(Captured::Stderr(format!("{line}\n"))).is_some() {
+        eprintln!("{line}");
+    }
+}
+
+/// Clears what the current cell has shown so far, where output is captured
+/// or streamed; a terminal keeps its scrollback.
+pub fn clear_output() {
+    let _ = capture(Captured::Clear);
 }
 
 /// Prints text that has a coloured form: the colours on a terminal, the
@@ -180,6 +198,23 @@ mod tests {
         let items = take_capture();
         assert_eq!(items.len(), 2);
         assert_eq!(items[0], Captured::Text("one\ntwo\n".into()));
+    }
+
+    #[test]
+    fn stderr_text_and_clears_are_captured_in_order() {
+        start_capture();
+        eprint_line("careful");
+        eprint_line("again");
+        clear_output();
+        print_line("after");
+        assert_eq!(
+            take_capture(),
+            vec![
+                Captured::Stderr("careful\nagain\n".into()),
+                Captured::Clear,
+                Captured::Text("after\n".into())
+            ]
+        );
     }
 
     #[test]

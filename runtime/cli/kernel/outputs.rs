@@ -3,8 +3,8 @@
 //! with their position in the cell.
 use base64::prelude::*;
 use jupyter_protocol::{
-    DisplayData, ErrorOutput, ExecutionState, JupyterMessage, JupyterMessageContent, Media,
-    MediaType, Status, Stdio, StreamContent,
+    ClearOutput, DisplayData, ErrorOutput, ExecutionState, JupyterMessage, JupyterMessageContent,
+    Media, MediaType, Status, Stdio, StreamContent,
 };
 use rhai::{Dynamic, EvalAltResult};
 use saelab::core::dashboard::html::escape;
@@ -105,6 +105,12 @@ pub fn captured_content(item: Captured) -> JupyterMessageContent {
             text,
         }
         .into(),
+        Captured::Stderr(text) => StreamContent {
+            name: Stdio::Stderr,
+            text,
+        }
+        .into(),
+        Captured::Clear => ClearOutput { wait: false }.into(),
         Captured::Table { columns, rows } => display(vec![
             MediaType::Html(table_html(&columns, &rows)),
             MediaType::Plain(format_table(&columns, &rows)),

@@ -181,7 +181,7 @@ fn run_cell(session: &mut Session, file: &Path, number: usize, cell: Cell) -> Ce
     interrupt::clear();
     let started = Instant::now();
     let (result, captured) = session.eval_captured(&cell.source, None);
-    let mut outputs: Vec<Output> = captured.into_iter().map(output_of).collect();
+    let mut outputs = outputs_of(captured);
     let status = match result {
         Ok(value) => {
             if !value.is_unit() {
@@ -221,12 +221,18 @@ fn located_error(
     )
 }
 
-fn output_of(captured: Captured) -> Output {
-    match captured {
-        Captured::Text(text) => Output::Text(text),
-        Captured::Table { columns, rows } => Output::Table { columns, rows },
-        Captured::Image(path) => Output::Image(path),
+/// What a cell showed, in order; `clear_output()` drops what came before it.
+fn outputs_of(captured: Vec<Captured>) -> Vec<Output> {
+    let mut outputs = Vec::new();
+    for item in captured {
+        match item {
+            Captured::Text(text) | Captured::Stderr(text) => outputs.push(Output::Text(text)),
+            Captured::Table { columns, rows } => outputs.push(Output::Table { columns, rows }),
+            Captured::Image(path) => outputs.push(Output::Image(path)),
+            Captured::Clear => outputs.clear(),
+        }
     }
+    outputs
 }
 
 fn title_of(file: &Path) -> String {

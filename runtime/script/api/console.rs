@@ -109,4 +109,18 @@ pub mod console_api {
     pub fn display(value: Dynamic) -> ScriptResult<()> {
         display_value(&value)
     }
+
+    /// Prints a line on stderr, out of the way of a script's output (a
+    /// warning; stderr text in Jupyter). `eprint("no GPU found, using the CPU")`
+    pub fn eprint(value: Dynamic) {
+        let text = value.into_string().unwrap_or_else(|v| v.to_string());
+        crate::script::console::eprint_line(&text);
+    }
+
+    /// Clears what the current cell has shown so far (in Jupyter and in
+    /// notebook reports), for a status that updates in place.
+    /// `clear_output(); print(`step ${i}: loss ${loss}`);`
+    pub fn clear_output() {
+        crate::script::console::clear_output();
+    }
 }
