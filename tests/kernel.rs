@@ -410,8 +410,8 @@ async fn bad_messages_are_dropped_and_the_kernel_keeps_running() {
             content: serde_json::json!({}),
         })
         .await;
-    // A cell that panics inside a native function would be caught too; the
-    // kernel still answers.
+    // (A native function that panics is caught and reported: executor.rs's
+    // unit test.) The kernel still answers.
     let (reply, outputs) = kernel.execute("1 + 2").await;
     assert_eq!(status_of(&reply), "Ok");
     assert_eq!(plain_text(&outputs), vec!["3"]);

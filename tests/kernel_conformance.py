@@ -78,6 +78,7 @@ class QuickstartNotebook(unittest.TestCase):
 
     def test_every_cell_runs_and_the_figure_is_an_inline_png(self):
         notebook = nbformat.read(REPO / "notebooks" / "quickstart.ipynb", as_version=4)
+        nbformat.validate(notebook)  # the converter writes valid nbformat 4.5
         workdir = pathlib.Path(os.environ.get("SAELAB_TEST_WORKDIR", "."))
         client = nbclient.NotebookClient(
             notebook,

@@ -44,6 +44,14 @@ impl Executor {
         let session = Session::new(EngineOptions {
             script_dir: Some(".".into()),
         });
+        Self::with_session(session, shell, publisher)
+    }
+
+    fn with_session(
+        session: Session,
+        shell: UnboundedSender<JupyterMessage>,
+        publisher: Publisher,
+    ) -> Self {
         let help = HelpIndex::build(session.engine());
         Executor {
             session,
@@ -377,7 +385,30 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::*;
+
+    #[test]
+    fn a_panicking_native_function_is_an_error_and_the_session_lives_on() {
+        let mut engine = saelab::script::new_engine(EngineOptions::default());
+        engine.register_fn("explode", || -> i64 { panic!("binding bug") });
+        let (shell, _replies) = tokio::sync::mpsc::unbounded_channel();
+        let (iopub, _outputs) = tokio::sync::mpsc::unbounded_channel();
+        let mut executor =
+            Executor::with_session(Session::with_engine(engine), shell, Publisher::new(iopub));
+        let request = JupyterMessage::new(ExecuteRequest::new("explode()".into()), None);
+        executor.run_cell("let kept = 5;", &request);
+        match executor.run_cell("explode()", &request) {
+            Outcome::Failed(error) => {
+                assert_eq!(error.ename, "Panic");
+                assert_eq!(error.evalue, "binding bug");
+            }
+            _ => panic!("a panic must become an error"),
+        }
+        match executor.run_cell("kept", &request) {
+            Outcome::Value(value) => assert_eq!(value.as_int().unwrap(), 5),
+            _ => panic!("the session must survive"),
+        }
+    }
 
     #[test]
     fn history_search_patterns_are_globs_over_the_whole_input() {
