@@ -353,7 +353,17 @@ async fn interrupted_loop_keeps_variables(
     let request = kernel
         .send(ExecuteRequest::new("let i = 0;\nloop { i += 1; }".into()))
         .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Interrupt only once the cell runs: an interrupt before it starts is
+    // forgotten, as a Ctrl-C at an idle prompt is.
+    loop {
+        let message = timeout(WAIT, kernel.iopub.read()).await.unwrap().unwrap();
+        let mine =
+            message.parent_header.as_ref().map(|h| &h.msg_id) == Some(&request.header.msg_id);
+        if mine && message.message_type() == "execute_input" {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     stop(kernel).await;
     let reply = kernel.reply().await;
     assert_eq!(status_of(&reply.content), "Error");

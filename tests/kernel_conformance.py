@@ -114,7 +114,12 @@ class InterruptThroughTheClient(unittest.TestCase):
     def test_an_interrupted_loop_keeps_the_session(self):
         self.kc.execute_interactive("let kept = 7;", timeout=TIMEOUT)
         msg_id = self.kc.execute("let i = 0; loop { i += 1; }")
-        time.sleep(1.0)
+        # Interrupt once the cell runs (an interrupt at an idle kernel is forgotten).
+        while True:
+            msg = self.kc.get_iopub_msg(timeout=TIMEOUT)
+            if msg["msg_type"] == "execute_input" and msg["parent_header"].get("msg_id") == msg_id:
+                break
+        time.sleep(0.3)
         self.km.interrupt_kernel()
         reply = self.kc.get_shell_msg(timeout=TIMEOUT)
         while reply["parent_header"].get("msg_id") != msg_id:
