@@ -298,6 +298,10 @@ async fn completion_inspection_and_completeness_come_from_the_engine() {
         JupyterMessageContent::CompleteReply(reply) => {
             assert_eq!(reply.matches, vec!["softmax"]);
             assert_eq!((reply.cursor_start, reply.cursor_end), (8, 13));
+            assert_eq!(
+                reply.metadata["_jupyter_types_experimental"][0]["type"],
+                "function"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -442,6 +446,44 @@ async fn shutdown_request_ends_the_process() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the kernel did not exit after shutdown_request");
+}
+
+#[test]
+fn a_kernel_whose_jupyter_died_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("connection.json");
+    let listeners: Vec<_> = (0..5)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    drop(listeners);
+    let info = serde_json::json!({
+        "ip": "127.0.0.1", "transport": "tcp", "key": KEY, "signature_scheme": "hmac-sha256",
+        "shell_port": ports[0], "iopub_port": ports[1], "stdin_port": ports[2],
+        "control_port": ports[3], "hb_port": ports[4],
+    });
+    std::fs::write(&file, info.to_string()).unwrap();
+    // PID 1 is never this test, so the kernel sees its recorded parent gone.
+    let mut child = saelab()
+        .args(["kernel", "--connection-file"])
+        .arg(&file)
+        .env("JPY_PARENT_PID", "1")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            // A clean exit: the parent check, not a failure to start.
+            assert!(status.success(), "the kernel failed: {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the kernel outlived the process that started it");
 }
 
 #[test]

@@ -15,6 +15,7 @@ use saelab::script::console;
 use saelab::script::display::format_value;
 use saelab::script::help::HelpIndex;
 use saelab::script::{completeness, Completeness, EngineOptions, Session};
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::Receiver;
 use tokio::sync::mpsc::UnboundedSender;
@@ -259,24 +260,42 @@ impl Executor {
 
     fn complete(&self, request: &CompleteRequest) -> CompleteReply {
         let word = completion::word_before(&request.code, request.cursor_pos);
-        let variables: Vec<String> = self
+        // What each name is, for JupyterLab's completer icons; a variable
+        // shadows a function of the same name, as in the engine.
+        let mut kinds: HashMap<String, &str> = HashMap::new();
+        let keywords = KEYWORDS.iter().map(|k| (k.to_string(), "keyword"));
+        let functions = self
+            .help
+            .names()
+            .chain(self.session.function_names())
+            .map(|name| (name.to_string(), "function"));
+        let variables = self
             .session
             .scope()
             .iter_raw()
             .map(|(name, _, _)| name.to_string())
             .chain(completion::declared_names(&request.code))
+            .map(|name| (name, "instance"));
+        kinds.extend(keywords.chain(functions).chain(variables));
+        let matches = completion::matches(&word.text, kinds.keys().map(String::as_str));
+        let types: Vec<serde_json::Value> = matches
+            .iter()
+            .map(|name| {
+                serde_json::json!({
+                    "start": word.start,
+                    "end": word.end,
+                    "text": name,
+                    "type": kinds.get(name).copied().unwrap_or("function"),
+                })
+            })
             .collect();
-        let names = self
-            .help
-            .names()
-            .chain(variables.iter().map(String::as_str))
-            .chain(self.session.function_names())
-            .chain(KEYWORDS.iter().copied());
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("_jupyter_types_experimental".into(), types.into());
         CompleteReply {
-            matches: completion::matches(&word.text, names),
+            matches,
             cursor_start: word.start,
             cursor_end: word.end,
-            metadata: Default::default(),
+            metadata,
             status: ReplyStatus::Ok,
             error: None,
         }

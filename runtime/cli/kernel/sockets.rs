@@ -81,6 +81,7 @@ async fn serve_async(sockets: Sockets) -> Result<(), String> {
         while stdin.read().await.is_ok() {}
     });
     tokio::spawn(serve_control(control, publisher));
+    tokio::spawn(exit_with_parent());
     forward_requests(shell_recv, requests).await;
     Ok(())
 }
@@ -241,6 +242,34 @@ async fn serve_control(
             exit_soon().await;
         }
     }
+}
+
+/// Jupyter names the process that started the kernel in `JPY_PARENT_PID`;
+/// when that process dies without a shutdown request (a killed server),
+/// the kernel goes too instead of running on as an orphan, as ipykernel's
+/// parent poller does.
+async fn exit_with_parent() {
+    let parent = std::env::var("JPY_PARENT_PID")
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok());
+    let Some(parent) = parent else { return };
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if parent_pid().is_some_and(|now| now != parent) {
+            eprintln!("saelab kernel: the process that started the kernel ended; exiting");
+            exit_soon().await;
+        }
+    }
+}
+
+#[cfg(unix)]
+fn parent_pid() -> Option<u32> {
+    Some(std::os::unix::process::parent_id())
+}
+
+#[cfg(not(unix))]
+fn parent_pid() -> Option<u32> {
+    None
 }
 
 /// Ends the process once the last messages are out, even if a cell is
