@@ -285,6 +285,31 @@ async fn figures_and_tables_are_shown_inline() {
 }
 
 #[tokio::test]
+async fn training_progress_arrives_as_stderr_lines_that_overwrite_each_other() {
+    let mut kernel = Kernel::start().await;
+    let (reply, outputs) = kernel
+        .execute("seed(0);\nlet s = sae(#{d_in: 16, n_features: 32, kind: \"topk\", k: 4});\ns.train(randn([4096, 16]), #{steps: 200, batch_size: 256});\n\"trained\"")
+        .await;
+    assert_eq!(status_of(&reply), "Ok");
+    let stderr: String = outputs
+        .iter()
+        .filter_map(|o| match o {
+            JupyterMessageContent::StreamContent(s) if format!("{:?}", s.name) == "Stderr" => {
+                Some(s.text.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(stderr.starts_with('\r'), "{stderr:?}");
+    assert!(stderr.contains("/200 steps"), "{stderr:?}");
+    assert!(
+        stderr.ends_with('\n'),
+        "the bar's line is closed: {stderr:?}"
+    );
+    assert_eq!(plain_text(&outputs), vec!["\"trained\""]);
+}
+
+#[tokio::test]
 async fn completion_inspection_and_completeness_come_from_the_engine() {
     let mut kernel = Kernel::start().await;
     kernel.execute("let kept_value = 3;").await;
