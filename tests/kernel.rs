@@ -156,6 +156,9 @@ impl Drop for Kernel {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A killed kernel cannot remove the folder its shown figures go to.
+        let shown = std::env::temp_dir().join(format!("saelab-display-{}", self.child.id()));
+        let _ = std::fs::remove_dir_all(shown);
     }
 }
 

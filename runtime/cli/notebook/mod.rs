@@ -110,7 +110,10 @@ fn render_report(
     }
     let report = execute(file, cells.to_vec(), &mut session);
     let html_path = output.unwrap_or_else(|| default_output(file, "html"));
-    match write_report(&report, &html_path) {
+    let written = write_report(&report, &html_path);
+    // Figures `display` showed are inside the report now.
+    let _ = std::fs::remove_dir_all(saelab::script::console::display_dir());
+    match written {
         Ok(md_path) => eprintln!(
             "report: {} (and {})",
             html_path.display(),
