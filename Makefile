@@ -16,6 +16,11 @@ SETUP_LIBTORCH := $(LIBTORCH)/build-version
 endif
 MODEL := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 CORPUS := $(CACHE)/corpus/demo-v1/SOURCES.md
+# The Python peer of the benchmarks, which also holds the Jupyter client
+# packages the kernel's tests use (setup/fetch-peer-python.sh).
+PEER_VENV := $(CACHE)/peer-venv
+PEER_JUPYTER := $(PEER_VENV)/saelab-jupyter-complete
+# SAELens, in a venv of its own (setup/fetch-saelens.sh).
 SAELENS_VENV := $(CACHE)/saelens-venv/saelab-saelens-complete
 
 .PHONY: setup build build-cuda gpu-bundle demo test bench peer-venv clean
@@ -37,20 +42,23 @@ demo: build
 	./target/release/saelab run scripts/demo.rhai
 
 # The test suite includes a check of the CUDA build (tests/cuda_build.rs),
-# so it builds that first; no GPU is needed for either.
-test: setup build-cuda $(SAELENS_VENV)
+# so it builds that first; no GPU is needed for either. The kernel's tests
+# run Jupyter's conformance suite with the peer venv's jupyter packages, and
+# tests/saelens.rs opens saelab's SAEs with SAELens.
+test: setup build-cuda $(PEER_JUPYTER) $(SAELENS_VENV)
 	cargo test --release --workspace --no-fail-fast
 
 # The Python peer of the benchmarks: the venv `make peer-venv` creates when it
 # exists, else python3; override with `make bench PYTHON=...`. Without torch
 # (and transformers), the peer's rows are skipped with a message.
-PEER_VENV := $(CACHE)/peer-venv
 PYTHON ?= $(if $(wildcard $(PEER_VENV)/saelab-peer-complete),$(PEER_VENV)/bin/python,python3)
 THREADS ?= $(shell nproc)
 
-peer-venv: $(PEER_VENV)/saelab-peer-complete
+peer-venv: $(PEER_VENV)/saelab-peer-complete $(PEER_JUPYTER)
 
-$(PEER_VENV)/saelab-peer-complete:
+# One script makes both: the venv, then the Jupyter packages (added to a venv
+# made before they were listed).
+$(PEER_VENV)/saelab-peer-complete $(PEER_JUPYTER):
 	setup/fetch-peer-python.sh
 
 # SAELens itself, in a venv of its own that borrows the peer venv's torch:

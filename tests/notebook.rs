@@ -190,3 +190,128 @@ fn monosemanticity_notebook_runs_at_its_small_setting() {
         crate::support::assert_renders_in_chromium(&page, &dir.path().join("shot.png"));
     }
 }
+
+/// The fenced blocks of a Markdown report: every cell's source and text
+/// output, without the timings and paths that differ between runs.
+fn fenced_blocks(markdown: &str) -> Vec<String> {
+    markdown
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn percent_to_ipynb_and_back_round_trips_and_both_render_the_same_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let percent = "// %% [markdown]\n// # A study\n//\n// Prose with *emphasis*.\n\n// %% Setup\nlet xs = [1.0, 2.0, 3.0];\nprint(`sum ${xs.reduce(|a, b| a + b, 0.0)}`);\n\n// %% Table and figure\ntable([#{x: 1, y: 2.5}]);\nfigure().line(xs, [3.0, 1.0, 2.0]).save(\"fig.png\");\nxs.len()\n";
+    let rhai_path = dir.path().join("study.rhai");
+    std::fs::write(&rhai_path, percent).unwrap();
+    let convert = |input: &Path, to: &str, output: &Path| {
+        let out = saelab()
+            .args(["notebook", "--to", to])
+            .arg(input)
+            .arg("-o")
+            .arg(output)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ipynb_path = dir.path().join("study.ipynb");
+    convert(&rhai_path, "ipynb", &ipynb_path);
+    let notebook: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ipynb_path).unwrap()).unwrap();
+    assert_eq!(notebook["metadata"]["kernelspec"]["name"], "saelab");
+    assert_eq!(notebook["cells"].as_array().unwrap().len(), 3);
+    let back = dir.path().join("back.rhai");
+    convert(&ipynb_path, "rhai", &back);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), percent);
+
+    let mut reports = Vec::new();
+    for (name, input) in [("from-rhai", &rhai_path), ("from-ipynb", &ipynb_path)] {
+        let out_dir = dir.path().join(name);
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let out = render(input, &out_dir.join("report.html"), &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+        assert!(
+            html.contains("data:image/png;base64,"),
+            "{name} lacks the figure"
+        );
+        reports.push(std::fs::read_to_string(out_dir.join("report.md")).unwrap());
+    }
+    let blocks = fenced_blocks(&reports[0]);
+    assert!(blocks.iter().any(|b| b.contains("sum 6")), "{blocks:?}");
+    assert_eq!(fenced_blocks(&reports[1]), blocks);
+}
+
+#[test]
+fn an_ipynb_error_names_the_cell_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.ipynb");
+    std::fs::write(
+        &path,
+        r#"{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+            {"cell_type": "code", "id": "a", "metadata": {}, "outputs": [], "execution_count": null, "source": ["let x = 1;"]},
+            {"cell_type": "code", "id": "b", "metadata": {}, "outputs": [], "execution_count": null, "source": ["let y = 2;\n", "let z = nope;"]}]}"#,
+    )
+    .unwrap();
+    let out = render(&path, &dir.path().join("broken.html"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let html = std::fs::read_to_string(dir.path().join("broken.html")).unwrap();
+    assert!(
+        html.contains("broken.ipynb cell 2:2:9"),
+        "error must name the cell"
+    );
+}
+
+#[test]
+fn the_shipped_quickstart_ipynb_is_the_percent_file_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("quickstart.ipynb");
+    let out = saelab()
+        .args(["notebook", "--to", "ipynb"])
+        .arg(quickstart())
+        .arg("-o")
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("notebooks/quickstart.ipynb");
+    assert_eq!(
+        std::fs::read_to_string(&fresh).unwrap(),
+        std::fs::read_to_string(&shipped).unwrap(),
+        "regenerate with: saelab notebook --to ipynb notebooks/quickstart.rhai -o notebooks/quickstart.ipynb"
+    );
+}
+
+#[test]
+fn clear_output_drops_what_the_cell_showed_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let notebook = dir.path().join("status.rhai");
+    std::fs::write(
+        &notebook,
+        "// %% Status\nprint(\"step one of many\");\nclear_output();\nprint(\"final status\");\neprint(\"a warning\");\n",
+    )
+    .unwrap();
+    let html_path = dir.path().join("status.html");
+    let out = render(&notebook, &html_path, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("final status"));
+    assert!(html.contains("a warning\n</pre>"), "eprint text is shown");
+    assert!(!html.contains("step one of many</pre>"));
+}

@@ -9,6 +9,7 @@ mod cli;
 mod cuda_build;
 mod errors;
 mod features;
+mod kernel;
 mod model;
 mod notebook;
 mod plots;

@@ -1,9 +1,10 @@
 //! The `saelab` binary: a REPL by default, `run` for scripts, `notebook`
-//! for reports.
+//! for reports, `kernel` for Jupyter.
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod kernel;
 mod notebook;
 mod openmp;
 mod repl;
@@ -31,16 +32,52 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
-    /// Execute a notebook (.rhai with `// %%` cells) and write an HTML report (and Markdown beside it).
+    /// Execute a notebook (.rhai with `// %%` cells, or .ipynb) and write an HTML report (and Markdown beside it),
+    /// or convert it with --to ipynb / --to rhai.
     Notebook {
-        /// The notebook to execute.
+        /// The notebook to execute or convert (.rhai percent format or .ipynb).
         file: PathBuf,
-        /// Where to write the HTML report (default: NOTEBOOK.html in the current folder).
+        /// Where to write the report or converted notebook (default: NOTEBOOK.html, .ipynb or .rhai in the current folder).
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Define a variable for the notebook, e.g. --set steps=200.
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
+        /// html runs the notebook into a report; ipynb and rhai convert it without running it.
+        #[arg(long, value_enum, default_value = "html")]
+        to: notebook::Format,
+    },
+    /// Run saelab as a Jupyter kernel; `saelab kernel install` registers it with Jupyter first.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Jupyter starts the kernel itself (`saelab kernel --connection-file FILE`) once it is \
+                      installed: `saelab kernel install`, then pick \"saelab (Rhai)\" in JupyterLab, Notebook or VS Code."
+    )]
+    Kernel {
+        /// The connection file Jupyter hands a kernel it starts.
+        #[arg(long, value_name = "FILE")]
+        connection_file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<KernelAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KernelAction {
+    /// Write the kernelspec (kernels/saelab: kernel.json and logos) where Jupyter finds it.
+    Install {
+        /// In the user's Jupyter data folder ($JUPYTER_DATA_DIR or ~/.local/share/jupyter); the default.
+        #[arg(long, conflicts_with_all = ["sys_prefix", "prefix"])]
+        user: bool,
+        /// In the active Python environment's share/jupyter (virtualenv, conda, or python3's sys.prefix).
+        #[arg(long, conflicts_with = "prefix")]
+        sys_prefix: bool,
+        /// Under PREFIX/share/jupyter.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<PathBuf>,
+        /// How Jupyter interrupts a running cell: an interrupt_request message, or SIGINT.
+        #[arg(long, default_value = "message", value_parser = ["message", "signal"])]
+        interrupt_mode: String,
     },
 }
 
@@ -51,8 +88,54 @@ fn main() -> ExitCode {
     match cli.command {
         None => repl::run_repl(),
         Some(Command::Run { file, set }) => run::run_script(&file, &set),
-        Some(Command::Notebook { file, output, set }) => {
-            notebook::run_notebook(&file, output, &set)
+        Some(Command::Notebook {
+            file,
+            output,
+            set,
+            to,
+        }) => notebook::run_notebook(&file, output, &set, to),
+        Some(Command::Kernel {
+            connection_file,
+            action,
+        }) => run_kernel_command(connection_file, action),
+    }
+}
+
+fn run_kernel_command(connection_file: Option<PathBuf>, action: Option<KernelAction>) -> ExitCode {
+    match (connection_file, action) {
+        (Some(file), None) => kernel::run_kernel(&file),
+        (
+            None,
+            Some(KernelAction::Install {
+                user: _,
+                sys_prefix,
+                prefix,
+                interrupt_mode,
+            }),
+        ) => {
+            let location = match (sys_prefix, prefix) {
+                (true, _) => kernel::install::Location::SysPrefix,
+                (false, Some(prefix)) => kernel::install::Location::Prefix(prefix),
+                (false, None) => kernel::install::Location::User,
+            };
+            let options = kernel::InstallOptions {
+                location,
+                interrupt_mode,
+            };
+            match kernel::install(&options) {
+                Ok(dir) => {
+                    println!("installed the saelab kernel in {}", dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("saelab kernel install: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        _ => {
+            eprintln!("saelab kernel: give --connection-file FILE (Jupyter does) or `install`");
+            ExitCode::from(2)
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Where script output goes: the terminal, or a capture buffer while a
-//! notebook cell runs (so the report can show text, tables and figures).
+//! Where script output goes: the terminal, a capture buffer while a
+//! notebook cell runs (so the report can show text, tables and figures), or
+//! a front end that shows it as it happens (the Jupyter kernel).
 use std::cell::RefCell;
 use std::path::PathBuf;
 
@@ -7,15 +8,46 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Captured {
     Text(String),
+    /// Text for stderr (`eprint`).
+    Stderr(String),
     Table {
         columns: Vec<String>,
         rows: Vec<Vec<String>>,
     },
     Image(PathBuf),
+    /// `clear_output()`: what the cell showed so far goes.
+    Clear,
 }
+
+/// Receives each piece of output as it is produced.
+type Sink = Box<dyn FnMut(Captured)>;
 
 thread_local! {
     static CAPTURE: RefCell<Option<Vec<Captured>>> = const { RefCell::new(None) };
+    static STREAM: RefCell<Option<Sink>> = RefCell::new(None);
+}
+
+/// Sends output to `sink` as it is produced, until `stop_streaming`
+/// (a kernel shows prints while a long cell still runs).
+pub fn stream_to(sink: impl FnMut(Captured) + 'static) {
+    STREAM.with(|s| *s.borrow_mut() = Some(Box::new(sink)));
+}
+
+/// Back to the terminal (or the capture buffer).
+pub fn stop_streaming() {
+    STREAM.with(|s| *s.borrow_mut() = None);
+}
+
+/// Whether output is collected or streamed rather than printed, i.e. a
+/// front end will show tables and figures itself.
+pub fn is_captured() -> bool {
+    STREAM.with(|s| s.borrow().is_some()) || CAPTURE.with(|c| c.borrow().is_some())
+}
+
+/// Where `display` writes the figures it shows: one folder per process in
+/// the system's temporary folder.
+pub fn display_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("saelab-display-{}", std::process::id()))
 }
 
 /// Starts collecting output instead of printing it.
@@ -29,10 +61,18 @@ pub fn take_capture() -> Vec<Captured> {
 }
 
 fn capture(item: Captured) -> Option<Captured> {
+    let item = STREAM.with(|s| match s.borrow_mut().as_mut() {
+        Some(sink) => {
+            sink(item);
+            None
+        }
+        None => Some(item),
+    })?;
     CAPTURE.with(|c| match c.borrow_mut().as_mut() {
         Some(items) => {
             match (items.last_mut(), item) {
                 (Some(Captured::Text(text)), Captured::Text(more)) => text.push_str(&more),
+                (Some(Captured::Stderr(text)), Captured::Stderr(more)) => text.push_str(&more),
                 (_, item) => items.push(item),
             }
             None
@@ -46,6 +86,19 @@ pub fn print_line(line: &str) {
     if capture(Captured::Text(format!("{line}\n"))).is_some() {
         println!("{line}");
     }
+}
+
+/// Prints a line on stderr (Rhai's `eprint`), or records it as stderr text.
+pub fn eprint_line(line: &str) {
+    if capture(Captured::Stderr(format!("{line}\n"))).is_some() {
+        eprintln!("{line}");
+    }
+}
+
+/// Clears what the current cell has shown so far, where output is captured
+/// or streamed; a terminal keeps its scrollback.
+pub fn clear_output() {
+    let _ = capture(Captured::Clear);
 }
 
 /// Prints text that has a coloured form: the colours on a terminal, the
@@ -145,5 +198,41 @@ mod tests {
         let items = take_capture();
         assert_eq!(items.len(), 2);
         assert_eq!(items[0], Captured::Text("one\ntwo\n".into()));
+    }
+
+    #[test]
+    fn stderr_text_and_clears_are_captured_in_order() {
+        start_capture();
+        eprint_line("careful");
+        eprint_line("again");
+        clear_output();
+        print_line("after");
+        assert_eq!(
+            take_capture(),
+            vec![
+                Captured::Stderr("careful\nagain\n".into()),
+                Captured::Clear,
+                Captured::Text("after\n".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn streaming_hands_over_each_piece_as_it_comes() {
+        let seen = std::rc::Rc::new(RefCell::new(Vec::new()));
+        let sink = seen.clone();
+        stream_to(move |item| sink.borrow_mut().push(item));
+        assert!(is_captured());
+        print_line("one");
+        record_image(PathBuf::from("fig.png"));
+        stop_streaming();
+        assert!(!is_captured());
+        assert_eq!(
+            *seen.borrow(),
+            vec![
+                Captured::Text("one\n".into()),
+                Captured::Image(PathBuf::from("fig.png"))
+            ]
+        );
     }
 }

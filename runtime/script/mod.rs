@@ -15,4 +15,4 @@ pub mod sweep;
 
 pub use engine::{new_engine, EngineOptions};
 pub use error::{describe_error, error_location, ScriptResult};
-pub use session::{is_complete, Session};
+pub use session::{completeness, is_complete, Completeness, Session};

@@ -45,6 +45,11 @@ impl Session {
         &mut self.scope
     }
 
+    /// Names of the functions the inputs so far defined (for completion).
+    pub fn function_names(&self) -> impl Iterator<Item = &str> {
+        self.functions.iter_functions().map(|f| f.name)
+    }
+
     /// Compiles and runs `text` against the session: it sees every variable,
     /// function and import defined before, and what it defines stays for
     /// later inputs (functions even when it fails, imports when it succeeds).
@@ -98,21 +103,42 @@ impl Session {
     }
 }
 
-/// Whether `input` can be evaluated as it stands, asked of Rhai's parser
-/// (evcxr's way): it is incomplete when the parser ran out of text — an
-/// open block, string or bracket, or an expression cut after an operator.
-/// Any other error is complete: evaluating it reports the error.
-pub fn is_complete(engine: &Engine, input: &str) -> bool {
+/// What the parser makes of an input as it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completeness {
+    /// It parses.
+    Complete,
+    /// The parser ran out of text: more lines should follow.
+    Incomplete,
+    /// A mistake more text cannot fix; evaluating it reports the error.
+    Invalid,
+}
+
+/// Asks Rhai's parser (evcxr's way): an input is incomplete when the parser
+/// ran out of text — an open block, string or bracket, or an expression
+/// cut after an operator.
+pub fn completeness(engine: &Engine, input: &str) -> Completeness {
     let end = end_position(input);
     match engine.compile(input) {
-        Ok(_) => true,
+        Ok(_) => Completeness::Complete,
         Err(err) => {
             let at_end = err.position().is_none() || err.position() >= end;
-            !(matches!(err.err_type(), ParseErrorType::UnexpectedEOF)
+            let ran_out = matches!(err.err_type(), ParseErrorType::UnexpectedEOF)
                 || (at_end && matches!(err.err_type(), ParseErrorType::MissingToken(..)))
-                || unterminated_string(err.err_type()))
+                || unterminated_string(err.err_type());
+            if ran_out {
+                Completeness::Incomplete
+            } else {
+                Completeness::Invalid
+            }
         }
     }
+}
+
+/// Whether `input` can be submitted as it stands: anything but incomplete
+/// (an invalid input is submitted, and evaluating it shows the error).
+pub fn is_complete(engine: &Engine, input: &str) -> bool {
+    completeness(engine, input) != Completeness::Incomplete
 }
 
 fn unterminated_string(err: &ParseErrorType) -> bool {
@@ -142,6 +168,17 @@ mod tests {
         assert!(is_complete(&engine, "let s = \"a } in a string\";"));
         // A mistake in the middle is complete: evaluating it shows the error.
         assert!(is_complete(&engine, "let = 3;\nlet y = 2;"));
+    }
+
+    #[test]
+    fn a_mistake_more_text_cannot_fix_is_invalid() {
+        let engine = new_engine(EngineOptions::default());
+        assert_eq!(
+            completeness(&engine, "let = 3;\nlet y = 2;"),
+            Completeness::Invalid
+        );
+        assert_eq!(completeness(&engine, "fn f(x) {"), Completeness::Incomplete);
+        assert_eq!(completeness(&engine, "1 + 2"), Completeness::Complete);
     }
 
     #[test]

@@ -276,6 +276,13 @@ pub mod plot_api {
         Ok(path.to_string())
     }
 
+    /// Shows the figure without choosing a file: inline in Jupyter and in
+    /// notebook reports, as `display(fig)` does. `fig.show()`
+    #[rhai_fn(pure, return_raw)]
+    pub fn show(fig: &mut Figure) -> ScriptResult<()> {
+        crate::script::api::console::display_figure(fig)
+    }
+
     /// One-line plot of ys against xs saved to a file. `plot(steps, losses, "loss.png")`
     #[rhai_fn(return_raw)]
     pub fn plot(xs: Dynamic, ys: Dynamic, path: &str) -> ScriptResult<String> {
