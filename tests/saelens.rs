@@ -1,5 +1,6 @@
-//! SAELens itself opens what saelab saves, for every architecture, and
-//! encodes and decodes as saelab does (tests/reference/saelens_load.py,
+//! SAELens itself opens what saelab saves, for every SAE architecture and
+//! for transcoders with and without a skip connection, and encodes and
+//! decodes as saelab does (tests/reference/saelens_load.py,
 //! run with the SAELens venv that `make test` makes: setup/fetch-saelens.sh).
 use crate::support::eval;
 use std::path::{Path, PathBuf};
@@ -41,13 +42,27 @@ fn saelens_opens_every_architecture_saelab_saves_and_agrees_on_the_codes() {
             let f = s.encode(x);
             save_tensors(to + "/check.safetensors", #{{x: x, f: f, x_hat: s.decode(f)}});
         }}
+        let y = x.matmul(randn([16, 12])) * 0.3;
+        for skip in [false, true] {{
+            let t = transcoder(#{{d_in: 16, d_out: 12, n_features: 64, skip: skip,
+                                 hook_name: "blocks.5.ln2.hook_normalized", hook_name_out: "blocks.5.hook_mlp_out"}});
+            t.train(cat([x, y], 1), #{{steps: 50, batch_size: 64, lr: 1e-3, progress: false}});
+            let to = "{root}/transcoder-skip-" + skip;
+            t.save(to);
+            let out = t.forward(cat([x, y], 1));
+            save_tensors(to + "/check.safetensors", #{{x: x, f: t.encode(x), x_hat: out.x_hat}});
+        }}
         "#,
         root = dir.path().display()
     ));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/saelens_load.py");
+    let names = kinds.iter().map(|kind| kind.to_string()).chain([
+        "transcoder-skip-false".into(),
+        "transcoder-skip-true".into(),
+    ]);
     let out = Command::new(&python)
         .arg(script)
-        .args(kinds.map(|kind| dir.path().join(kind)))
+        .args(names.map(|name| dir.path().join(name)))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -56,12 +71,18 @@ fn saelens_opens_every_architecture_saelab_saves_and_agrees_on_the_codes() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for (kind, class) in kinds.iter().zip([
+    let kinds = kinds
+        .iter()
+        .copied()
+        .chain(["transcoder-skip-false", "transcoder-skip-true"]);
+    for (kind, class) in kinds.zip([
         "StandardSAE",
         "TopKSAE",
         "JumpReLUSAE",
         "JumpReLUSAE",
         "JumpReLUSAE",
+        ": Transcoder (",
+        "SkipTranscoder",
     ]) {
         let line = stdout
             .lines()

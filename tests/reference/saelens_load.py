@@ -3,9 +3,11 @@ encodes and decodes as saelab does.
 
     python tests/reference/saelens_load.py DIR...
 
-Each DIR holds an SAE saved by `s.save(DIR)` and a `check.safetensors` with
-`x`, saelab's codes `f = s.encode(x)` and reconstruction
-`x_hat = s.decode(f)`. Prints one line per SAE (SAELens's class, cfg.json's
+Each DIR holds an SAE or transcoder saved by `s.save(DIR)` and a
+`check.safetensors` with an input `x`, saelab's codes `f = s.encode(x)` and
+output `x_hat` (the reconstruction; a transcoder's prediction of its output
+site, W_skip's term included), compared with SAELens's `encode(x)` and
+`forward(x)`. Prints one line per SAE (SAELens's class, cfg.json's
 architecture, the largest differences) and exits 1 if any differs by more
 than 1e-5. tests/saelens.rs runs it through the peer venv.
 """
@@ -20,7 +22,7 @@ def check(directory):
     sae = SAE.load_from_disk(directory)
     expected = load_file(f"{directory}/check.safetensors")
     codes = sae.encode(expected["x"])
-    reconstruction = sae.decode(codes)
+    reconstruction = sae(expected["x"])
     code_gap = (codes - expected["f"]).abs().max().item()
     reconstruction_gap = (reconstruction - expected["x_hat"]).abs().max().item()
     with open(f"{directory}/cfg.json") as cfg:
