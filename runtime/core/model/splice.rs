@@ -114,7 +114,49 @@ pub type Replacement<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
 /// Clean log-probabilities are kept between passes up to this many bytes
 /// (4 · vocabulary bytes per prediction: 1024 predictions of SmolLM2 take
 /// 200 MB); beyond it each replaced pass recomputes them.
-pub(super) const CLEAN_LOG_PROBS_BUDGET: usize = 1 << 30;
+const CLEAN_LOG_PROBS_BUDGET: usize = 1 << 30;
+
+/// Whether a probe making `predictions` per pass keeps the clean pass's
+/// log-probabilities for the replaced passes' KL.
+pub(super) fn keeps_clean_log_probs(model: &Model, predictions: usize) -> bool {
+    predictions * model.vocab_size() * 4 <= CLEAN_LOG_PROBS_BUDGET
+}
+
+/// The sums of one pass over a probe's batches: the next-token loss, the KL
+/// from the clean model, and the predictions they cover.
+#[derive(Default)]
+pub(super) struct PassTotals {
+    nll: f64,
+    kl: f64,
+    predicted: usize,
+}
+
+impl PassTotals {
+    /// Adds one batch's log-probabilities `[predictions, vocab]`, and their
+    /// KL from the clean model's when given (a replaced pass).
+    pub(super) fn add(
+        &mut self,
+        log_probs: &Tensor,
+        clean: Option<&Tensor>,
+        sequences: &[Vec<u32>],
+    ) -> Result<()> {
+        if let Some(clean) = clean {
+            self.kl += kl_divergence_sum(clean, log_probs)?;
+        }
+        self.nll += negative_log_likelihood_sum(log_probs, sequences)?;
+        self.predicted += log_probs.size()[0] as usize;
+        Ok(())
+    }
+
+    /// Both per prediction.
+    pub(super) fn loss(&self) -> SpliceLoss {
+        let per_prediction = self.predicted.max(1) as f64;
+        SpliceLoss {
+            cross_entropy: self.nll / per_prediction,
+            kl_divergence: self.kl / per_prediction,
+        }
+    }
+}
 
 struct ProbeBatch {
     sequences: Vec<Vec<u32>>,
@@ -199,20 +241,20 @@ impl<'a> SpliceProbe<'a> {
     /// `replace(activation)` when given (the clean pass when not).
     pub fn measure(&mut self, replace: Option<Replacement>) -> Result<SpliceLoss> {
         let (model, site, base) = (self.model, self.site, self.hooks);
-        let keep_clean = self.tokens() * model.vocab_size() * 4 <= CLEAN_LOG_PROBS_BUDGET;
-        let (mut nll, mut kl, mut predicted) = (0.0, 0.0, 0usize);
+        let keep_clean = keeps_clean_log_probs(model, self.tokens());
+        let mut totals = PassTotals::default();
         for batch in &mut self.batches {
             interrupt::check()?;
-            let log_probs = match replace {
+            match replace {
                 None => {
                     let hooks = pass_hooks(base, &[site], None);
                     let out = model.run(&batch.sequences, &hooks, Logits::All)?;
                     batch.clean = out.activations.into_iter().next();
                     let log_probs = predicted_log_probs(out.logits, &batch.sequences)?;
+                    totals.add(&log_probs, None, &batch.sequences)?;
                     if keep_clean {
-                        batch.clean_log_probs = Some(log_probs.shallow_clone());
+                        batch.clean_log_probs = Some(log_probs);
                     }
-                    log_probs
                 }
                 Some(replace) => {
                     let clean = clean_activation(model, site, batch, base)?;
@@ -221,18 +263,11 @@ impl<'a> SpliceProbe<'a> {
                     let logits = model.run(&batch.sequences, &hooks, Logits::All)?.logits;
                     let log_probs = predicted_log_probs(logits, &batch.sequences)?;
                     let clean = clean_log_probs(model, batch, base)?;
-                    kl += kl_divergence_sum(&clean, &log_probs)?;
-                    log_probs
+                    totals.add(&log_probs, Some(&clean), &batch.sequences)?;
                 }
-            };
-            nll += negative_log_likelihood_sum(&log_probs, &batch.sequences)?;
-            predicted += log_probs.size()[0] as usize;
+            }
         }
-        let per_prediction = predicted.max(1) as f64;
-        Ok(SpliceLoss {
-            cross_entropy: nll / per_prediction,
-            kl_divergence: kl / per_prediction,
-        })
+        Ok(totals.loss())
     }
 }
 
@@ -325,10 +360,7 @@ pub(super) fn predicted_log_probs(
 }
 
 /// Σ −log p(next token) over the predictions of [`predicted_log_probs`].
-pub(super) fn negative_log_likelihood_sum(
-    log_probs: &Tensor,
-    sequences: &[Vec<u32>],
-) -> Result<f64> {
+fn negative_log_likelihood_sum(log_probs: &Tensor, sequences: &[Vec<u32>]) -> Result<f64> {
     let targets: Vec<i64> = sequences
         .iter()
         .flat_map(|tokens| tokens.iter().skip(1).map(|&id| id as i64))
@@ -344,7 +376,7 @@ pub(super) fn negative_log_likelihood_sum(
 
 /// Σ over predictions of KL(P ‖ Q) = Σ_v p(v)·(log p(v) − log q(v)), from
 /// log-probabilities `[predictions, vocab]`.
-pub(super) fn kl_divergence_sum(log_p: &Tensor, log_q: &Tensor) -> Result<f64> {
+fn kl_divergence_sum(log_p: &Tensor, log_q: &Tensor) -> Result<f64> {
     let log_p = log_p.f_to(log_q.device())?;
     Ok(log_p
         .f_exp()?

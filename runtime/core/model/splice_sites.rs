@@ -14,8 +14,7 @@ use super::hooks::{Edit, Hooks, Site};
 use super::language_model::Model;
 use super::llama::Logits;
 use super::splice::{
-    kl_divergence_sum, negative_log_likelihood_sum, predicted_log_probs, probe_mask, SpliceLoss,
-    SpliceWindow, CLEAN_LOG_PROBS_BUDGET,
+    keeps_clean_log_probs, predicted_log_probs, probe_mask, PassTotals, SpliceLoss, SpliceWindow,
 };
 use crate::{interrupt, Error, Result};
 use tch::Tensor;
@@ -105,11 +104,11 @@ impl<'a> SitesProbe<'a> {
     /// `None` (it records the clean activations the replacements read).
     pub fn measure(&mut self, replace: Option<SitesReplacement>) -> Result<SpliceLoss> {
         let (model, sites) = (self.model, &self.sites);
-        let keep_clean = self.tokens() * model.vocab_size() * 4 <= CLEAN_LOG_PROBS_BUDGET;
-        let (mut nll, mut kl, mut predicted) = (0.0, 0.0, 0usize);
+        let keep_clean = keeps_clean_log_probs(model, self.tokens());
+        let mut totals = PassTotals::default();
         for batch in &mut self.batches {
             interrupt::check()?;
-            let log_probs = match replace {
+            match replace {
                 None => {
                     let out = model.run(
                         &batch.sequences,
@@ -118,10 +117,10 @@ impl<'a> SitesProbe<'a> {
                     )?;
                     batch.clean = out.activations;
                     let log_probs = predicted_log_probs(out.logits, &batch.sequences)?;
+                    totals.add(&log_probs, None, &batch.sequences)?;
                     if keep_clean {
-                        batch.clean_log_probs = Some(log_probs.shallow_clone());
+                        batch.clean_log_probs = Some(log_probs);
                     }
-                    log_probs
                 }
                 Some(replace) => {
                     if batch.clean.is_empty() {
@@ -140,18 +139,11 @@ impl<'a> SitesProbe<'a> {
                             predicted_log_probs(out.logits, &batch.sequences)?
                         }
                     };
-                    kl += kl_divergence_sum(&clean, &log_probs)?;
-                    log_probs
+                    totals.add(&log_probs, Some(&clean), &batch.sequences)?;
                 }
-            };
-            nll += negative_log_likelihood_sum(&log_probs, &batch.sequences)?;
-            predicted += log_probs.size()[0] as usize;
+            }
         }
-        let per_prediction = predicted.max(1) as f64;
-        Ok(SpliceLoss {
-            cross_entropy: nll / per_prediction,
-            kl_divergence: kl / per_prediction,
-        })
+        Ok(totals.loss())
     }
 }
 
