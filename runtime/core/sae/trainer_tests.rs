@@ -217,8 +217,10 @@ fn a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
     // Steps 0, 1, 2 get good batches; step 3 gets NaN.
     assert!(err.contains("NaN") && err.contains("step 3"), "{err}");
     assert!(err.contains("step-00000003"), "{err}");
-    let kept = checkpoint::latest_checkpoint(dir.path()).unwrap().unwrap();
-    let loaded = checkpoint::load(&kept, tch::Device::Cpu).unwrap();
+    let kept = crate::sae::checkpoint::latest_checkpoint(dir.path())
+        .unwrap()
+        .unwrap();
+    let loaded = crate::sae::checkpoint::load(&kept, tch::Device::Cpu).unwrap();
     assert!(
         loaded
             .weights

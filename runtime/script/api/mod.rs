@@ -17,6 +17,7 @@ pub mod plot;
 pub mod sae;
 mod sae_model;
 mod sae_options;
+mod sae_reports;
 pub mod sae_sweep;
 pub mod scaling;
 pub mod shape;
