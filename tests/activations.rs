@@ -40,6 +40,20 @@ fn all_rows(store: &Store) -> Tensor {
     store.rows(&(0..store.len()).collect::<Vec<_>>()).unwrap()
 }
 
+/// The same rows up to the last bits of f32: on some CPUs (this project's
+/// machines with AMX) libtorch picks its matmul kernel by batch size, so a
+/// window batched with other windows differs from the same window batched
+/// otherwise in the last bits, which f16 storage can turn into one f16 step.
+fn assert_same_rows(rows: &Tensor, reference: &Tensor) {
+    assert_eq!(rows.size(), reference.size());
+    let diff = rows.f_sub(reference).unwrap().abs().max().double_value(&[]);
+    let largest = reference.abs().max().double_value(&[]);
+    assert!(
+        diff <= 1e-3 * largest,
+        "rows differ by {diff} (largest {largest})"
+    );
+}
+
 #[test]
 fn harvested_rows_are_the_models_activations_with_their_tokens() {
     with_model(|model| {
@@ -124,16 +138,8 @@ fn an_interrupted_or_extended_harvest_ends_with_the_same_rows() {
         let reference = all_rows(&whole);
         for store in [&extended, &resumed] {
             assert_eq!(store.len(), 450);
-            assert_eq!(
-                all_rows(store)
-                    .f_sub(&reference)
-                    .unwrap()
-                    .abs()
-                    .max()
-                    .double_value(&[]),
-                0.0
-            );
-            assert!((store.scale() - whole.scale()).abs() < 1e-9);
+            assert_same_rows(&all_rows(store), &reference);
+            assert!((store.scale() / whole.scale() - 1.0).abs() < 1e-6);
             for i in [0, 199, 200, 449] {
                 assert_eq!(store.row_info(i).unwrap(), whole.row_info(i).unwrap());
             }
@@ -291,8 +297,7 @@ fn a_norm_limit_leaves_out_rows_and_resumes_to_the_same_rows() {
         // Extended from 120 rows, differently batched: the same rows.
         harvest(model, &corpus, &limited("extended", 120)).unwrap();
         let extended = harvest(model, &corpus, &limited("extended", 300)).unwrap();
-        let diff = all_rows(&extended).f_sub(&kept).unwrap().abs().max();
-        assert_eq!(diff.double_value(&[]), 0.0);
+        assert_same_rows(&all_rows(&extended), &kept);
         assert_eq!(
             extended.manifest().unwrap().dropped_rows,
             manifest.dropped_rows

@@ -5,6 +5,7 @@ use crate::model::{model_present, with_model, MODEL};
 use crate::support::eval;
 use saelab::core::model::splice::text_windows;
 use saelab::core::model::{Site, SpliceProbe};
+use saelab::core::precision::Precision;
 use saelab::core::sae::{metrics, Sae, SaeConfig};
 use tch::{Kind, Tensor};
 
@@ -39,8 +40,10 @@ fn an_exact_reconstruction_recovers_all_of_the_loss_and_a_zero_decoder_none() {
         let mut probe = SpliceProbe::new(model, Site::resid_pre(6), &windows, 2).unwrap();
         let d = model.d_model() as i64;
         let exact =
-            metrics::ce_loss_recovered(&identity_sae(d, 1.0), 1.0, |splice| probe.measure(splice))
-                .unwrap();
+            metrics::ce_loss_recovered(&identity_sae(d, 1.0), 1.0, Precision::F32, |splice| {
+                probe.measure(splice)
+            })
+            .unwrap();
         assert!(
             exact.zero_ablated > exact.clean + 1.0,
             "zero-ablating layer 6 should hurt: {exact:?}"
@@ -54,8 +57,10 @@ fn an_exact_reconstruction_recovers_all_of_the_loss_and_a_zero_decoder_none() {
         );
         assert!((exact.kl_score - 1.0).abs() < 1e-4, "{exact:?}");
         let zero =
-            metrics::ce_loss_recovered(&identity_sae(d, 0.0), 1.0, |splice| probe.measure(splice))
-                .unwrap();
+            metrics::ce_loss_recovered(&identity_sae(d, 0.0), 1.0, Precision::F32, |splice| {
+                probe.measure(splice)
+            })
+            .unwrap();
         assert!(zero.fraction_recovered.abs() < 1e-3, "{zero:?}");
         assert!(zero.kl_score.abs() < 1e-4, "{zero:?}");
         assert!((zero.clean - exact.clean).abs() < 1e-9);
@@ -63,7 +68,7 @@ fn an_exact_reconstruction_recovers_all_of_the_loss_and_a_zero_decoder_none() {
         // x̂ = x/2 for any s, so the scale must not change the result.
         let half = identity_sae(d, 0.5);
         let at = |s: f64, probe: &mut SpliceProbe| {
-            metrics::ce_loss_recovered(&half, s, |splice| probe.measure(splice))
+            metrics::ce_loss_recovered(&half, s, Precision::F32, |splice| probe.measure(splice))
                 .unwrap()
                 .spliced
         };

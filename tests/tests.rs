@@ -13,6 +13,7 @@ mod kernel;
 mod model;
 mod notebook;
 mod plots;
+mod precision;
 mod repl;
 mod sae;
 mod sae_model;

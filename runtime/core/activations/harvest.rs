@@ -70,6 +70,7 @@ fn fresh_manifest(model: &Model, corpus: &Corpus, options: &HarvestOptions) -> M
         // One site is described by the top-level fields, as stores always were.
         sites: if sites.len() > 1 { sites } else { Vec::new() },
         dtype: options.dtype.name().to_string(),
+        precision: model.precision().name().to_string(),
         context: options.context,
         corpus: corpus.fingerprint(),
         excluded: match options.max_norm_ratio {
@@ -103,6 +104,11 @@ fn resume(existing: Manifest, fresh: &Manifest, out: &Path) -> Result<Manifest> 
             super::sites::names(&fresh.sites()),
         ),
         ("dtype", existing.dtype.clone(), fresh.dtype.clone()),
+        (
+            "precision",
+            existing.precision.clone(),
+            fresh.precision.clone(),
+        ),
         (
             "context",
             existing.context.to_string(),

@@ -24,6 +24,11 @@ pub struct Manifest {
     pub dim: usize,
     /// "f16" or "f32".
     pub dtype: String,
+    /// The precision the model computed in ("f32" or "bf16"); a store holds
+    /// one, so extending it in another is refused. Stores from before the
+    /// option are f32.
+    #[serde(default = "f32_name")]
+    pub precision: String,
     /// Tokens per window the model saw.
     pub context: usize,
     /// The corpus fingerprint (files and sizes).
@@ -105,6 +110,10 @@ pub fn checked_scale_for(dim: usize, rows: usize, sum_squared_norm: f64) -> Resu
         ));
     }
     Ok(scale_for(dim, rows, sum_squared_norm))
+}
+
+fn f32_name() -> String {
+    crate::precision::Precision::F32.name().to_string()
 }
 
 impl Manifest {

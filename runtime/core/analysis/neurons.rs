@@ -10,6 +10,7 @@
 //! catastrophically for neurons with a large mean.
 use crate::corpus::Corpus;
 use crate::model::{HookPoint, Hooks, Logits, Model, Site, SpliceWindow};
+use crate::precision::Precision;
 use crate::sae::Sae;
 use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
@@ -25,6 +26,8 @@ pub struct NeuronOptions {
     /// Tokens per window.
     pub context: usize,
     pub show_progress: bool,
+    /// What the SAE encodes in; the neurons come from the model in its own precision.
+    pub precision: Precision,
 }
 
 /// For each feature: its best-correlated neuron.
@@ -166,7 +169,7 @@ pub fn neuron_correlations(
             Ok(t.f_index_select(0, &keep)?.f_totype(Kind::Float)?)
         };
         let x = sae
-            .encode(&rows(&out.activations[0])?)?
+            .encode_in(&rows(&out.activations[0])?, opts.precision)?
             .f_index_select(1, &index)?;
         let neurons: Vec<Tensor> = out.activations[1..]
             .iter()

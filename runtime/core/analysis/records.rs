@@ -14,6 +14,7 @@
 //! counts, so a quantile's sample is uniform over it up to the bin width.
 use super::grouped::{Entries, GroupedSmallest};
 use crate::activations::Store;
+use crate::precision::Precision;
 use crate::sae::{Codes, Sae};
 use crate::{Error, Result};
 use rand::rngs::StdRng;
@@ -44,6 +45,8 @@ pub struct RecordOptions {
     /// Rows read from the start of the store (`None`: all).
     pub max_rows: Option<usize>,
     pub show_progress: bool,
+    /// What the SAE encodes in (the codes are kept in f32 either way).
+    pub precision: Precision,
 }
 
 impl Default for RecordOptions {
@@ -54,6 +57,7 @@ impl Default for RecordOptions {
             batch_size: 4096,
             max_rows: None,
             show_progress: true,
+            precision: Precision::F32,
         }
     }
 }
@@ -76,6 +80,13 @@ pub struct RecordsMeta {
     pub hook: Option<String>,
     /// A checksum of the SAE's weights ([`sae_fingerprint`]).
     pub sae_fingerprint: f64,
+    /// The precision the SAE encoded in ("f32" for records made before the option).
+    #[serde(default = "f32_name")]
+    pub precision: String,
+}
+
+fn f32_name() -> String {
+    Precision::F32.name().to_string()
 }
 
 const FORMAT: u32 = 1;
@@ -262,7 +273,7 @@ pub fn compute_records(sae: &Sae, store: &Store, opts: &RecordOptions) -> Result
         let end = (start + opts.batch_size).min(n);
         let indices: Vec<usize> = (start..end).collect();
         let x = store.rows(&indices)?.f_to(device)?;
-        let codes = sae.encode_codes(&x)?;
+        let codes = sae.encode_codes_in(&x, opts.precision)?;
         pass.add(&codes, start)?;
         if let Some(bar) = &bar {
             bar.inc((end - start) as u64);
@@ -293,6 +304,7 @@ pub fn compute_records(sae: &Sae, store: &Store, opts: &RecordOptions) -> Result
                 .and_then(|m| m.site().ok())
                 .map(|s| s.hook_name()),
             sae_fingerprint: sae_fingerprint(sae)?,
+            precision: opts.precision.name().to_string(),
         },
         top_values: cpu(&pass.top.values)?,
         top_rows: cpu(&pass.top.rows)?,

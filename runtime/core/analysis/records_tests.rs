@@ -20,6 +20,7 @@ fn options(batch_size: usize) -> RecordOptions {
         batch_size,
         max_rows: None,
         show_progress: false,
+        precision: crate::precision::Precision::F32,
     }
 }
 

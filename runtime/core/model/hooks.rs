@@ -291,7 +291,13 @@ impl<'a> Hooks<'a> {
 
     /// Applies the edits at `site` to `x`, then records it for every read of `site`.
     pub fn visit(&self, site: Site, x: Tensor, reads: &mut [Option<Tensor>]) -> Result<Tensor> {
-        let mut x = x;
+        let touched = self.read.contains(&site) || self.edits.iter().any(|(s, _)| *s == site);
+        // Edits and reads see f32, whatever precision the model computes in.
+        let mut x = if touched && x.kind() != tch::Kind::Float {
+            x.f_to_kind(tch::Kind::Float)?
+        } else {
+            x
+        };
         for (_, edit) in self.edits.iter().filter(|(s, _)| *s == site) {
             x = edit.apply(&x, site)?;
         }

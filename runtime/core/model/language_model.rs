@@ -6,6 +6,7 @@ use crate::model::gguf::GgufFile;
 use crate::model::hooks::{HookPoint, Hooks, Site};
 use crate::model::llama::{Batch, Forward, Llama, Logits, Padding};
 use crate::model::tokenizer::Tokenizer;
+use crate::precision::Precision;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
@@ -55,8 +56,9 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Loads a llama-architecture GGUF onto `device` (weights in f32).
-    pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self> {
+    /// Loads a llama-architecture GGUF onto `device`, its matrices in
+    /// `precision`'s compute dtype (f32, or bf16 with an f32 residual stream).
+    pub fn load(path: impl AsRef<Path>, device: Device, precision: Precision) -> Result<Self> {
         let path = path.as_ref();
         if !path.is_file() {
             let hint = if path == default_model_path() {
@@ -70,7 +72,7 @@ impl Model {
             )));
         }
         let gguf = GgufFile::open(path)?;
-        let llama = Llama::load(&gguf, device)?;
+        let llama = Llama::load(&gguf, device, precision)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         if tokenizer.vocab_size() > llama.config.vocab_size {
             return Err(Error::invalid(format!(
@@ -96,9 +98,14 @@ impl Model {
         })
     }
 
-    /// The default model from the cache.
+    /// The default model from the cache, in f32.
     pub fn load_default(device: Device) -> Result<Self> {
-        Self::load(default_model_path(), device)
+        Self::load(default_model_path(), device, Precision::F32)
+    }
+
+    /// The precision its matrices compute in.
+    pub fn precision(&self) -> Precision {
+        self.llama.precision()
     }
 
     pub fn n_layers(&self) -> usize {

@@ -3,7 +3,10 @@
 //! in `llama_config.rs`; the batches and the KV cache that feed it are in
 //! `batch.rs`.
 //!
-//! Weights come from a GGUF file, dequantised to f32. Parameter names follow
+//! Weights come from a GGUF file, dequantised to f32, and the matrices are
+//! kept in the precision's compute dtype: in bf16 the matmuls run on bf16
+//! inputs (libtorch accumulates in f32), while the residual stream, the
+//! norms, RoPE and the logits stay f32. Parameter names follow
 //! the checkpoint (`blk.{i}.attn_q.weight`); each part has `load` and
 //! `forward`, as in candle's `models/llama.rs`. The maths matches Hugging
 //! Face's `modeling_llama.py`, which the reference fixture in
@@ -14,6 +17,7 @@ pub use crate::model::batch::{Batch, KvCache, Padding};
 use crate::model::gguf::GgufFile;
 use crate::model::hooks::{Hooks, Site};
 pub use crate::model::llama_config::Config;
+use crate::precision::Precision;
 use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -29,6 +33,31 @@ fn weight(gguf: &GgufFile, name: &str, shape: &[usize], device: Device) -> Resul
     Ok(Tensor::f_from_slice(&values)?
         .f_reshape(dims)?
         .f_to(device)?)
+}
+
+/// A matrix in the precision's compute dtype (bf16 or f32).
+fn matrix(w: Tensor, precision: Precision) -> Result<Tensor> {
+    Ok(w.f_to_kind(precision.compute_kind())?)
+}
+
+/// `x @ wᵀ` in `w`'s dtype: the input is cast to the weight's dtype, so an
+/// f32 residual meets bf16 weights as bf16 (and the result is bf16).
+fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let kind = w.kind();
+    if x.kind() == kind {
+        Ok(x.f_linear::<Tensor>(w, None)?)
+    } else {
+        Ok(x.f_to_kind(kind)?.f_linear::<Tensor>(w, None)?)
+    }
+}
+
+/// `x` as f32, without a copy when it already is.
+fn to_f32(x: Tensor) -> Result<Tensor> {
+    if x.kind() == Kind::Float {
+        Ok(x)
+    } else {
+        Ok(x.f_to_kind(Kind::Float)?)
+    }
 }
 
 /// llama.cpp's converter (`convert_hf_to_gguf.py`, `LlamaModel.permute`)
@@ -126,7 +155,7 @@ struct AttentionContext<'a> {
 }
 
 impl Attention {
-    fn load(gguf: &GgufFile, i: usize, cfg: &Config, device: Device) -> Result<Self> {
+    fn load(gguf: &GgufFile, i: usize, cfg: &Config, device: Device, p: Precision) -> Result<Self> {
         let kv_rows = cfg.n_kv_heads * cfg.head_dim;
         let d = cfg.d_model;
         let q = weight(gguf, &format!("blk.{i}.attn_q.weight"), &[d, d], device)?;
@@ -144,14 +173,15 @@ impl Attention {
         )?;
         let q = unpermute_rope_rows(&q, cfg.n_heads)?;
         let k = unpermute_rope_rows(&k, cfg.n_kv_heads)?;
+        let output = weight(
+            gguf,
+            &format!("blk.{i}.attn_output.weight"),
+            &[d, d],
+            device,
+        )?;
         Ok(Attention {
-            qkv: Tensor::f_cat(&[&q, &k, &v], 0)?,
-            output: weight(
-                gguf,
-                &format!("blk.{i}.attn_output.weight"),
-                &[d, d],
-                device,
-            )?,
+            qkv: matrix(Tensor::f_cat(&[&q, &k, &v], 0)?, p)?,
+            output: matrix(output, p)?,
             n_heads: cfg.n_heads as i64,
             n_kv_heads: cfg.n_kv_heads as i64,
             head_dim: cfg.head_dim as i64,
@@ -167,19 +197,24 @@ impl Attention {
         let (batch, t, _) = x.size3()?;
         let q_width = self.n_heads * self.head_dim;
         let kv_width = self.n_kv_heads * self.head_dim;
-        let qkv = x.f_linear::<Tensor>(&self.qkv, None)?;
+        let qkv = linear(x, &self.qkv)?;
         let parts = qkv.f_split_with_sizes([q_width, kv_width, kv_width], -1)?;
         let heads = |t_: &Tensor, n: i64| -> Result<Tensor> {
             Ok(t_
                 .f_reshape([batch, t, n, self.head_dim])?
                 .f_transpose(1, 2)?)
         };
+        // RoPE's tables are f32, so the rotation is too; attention then
+        // runs in the weights' dtype.
+        let kind = self.qkv.kind();
         let q = ctx
             .rope
-            .apply(&heads(&parts[0], self.n_heads)?, &ctx.positions)?;
+            .apply(&heads(&parts[0], self.n_heads)?, &ctx.positions)?
+            .f_to_kind(kind)?;
         let mut k = ctx
             .rope
-            .apply(&heads(&parts[1], self.n_kv_heads)?, &ctx.positions)?;
+            .apply(&heads(&parts[1], self.n_kv_heads)?, &ctx.positions)?
+            .f_to_kind(kind)?;
         let mut v = heads(&parts[2], self.n_kv_heads)?;
         if let Some(cache) = cache {
             (k, v) = cache.append(k, v)?;
@@ -197,7 +232,7 @@ impl Attention {
             false,
         )?;
         let y = y.f_transpose(1, 2)?.f_reshape([batch, t, q_width])?;
-        Ok(y.f_linear::<Tensor>(&self.output, None)?)
+        linear(&y, &self.output)
     }
 
     /// Each key/value head serves `n_heads / n_kv_heads` consecutive query
@@ -227,26 +262,27 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(gguf: &GgufFile, i: usize, cfg: &Config, device: Device) -> Result<Self> {
+    fn load(gguf: &GgufFile, i: usize, cfg: &Config, device: Device, p: Precision) -> Result<Self> {
         let (d, h) = (cfg.d_model, cfg.d_mlp);
         let gate = weight(gguf, &format!("blk.{i}.ffn_gate.weight"), &[h, d], device)?;
         let up = weight(gguf, &format!("blk.{i}.ffn_up.weight"), &[h, d], device)?;
+        let down = weight(gguf, &format!("blk.{i}.ffn_down.weight"), &[d, h], device)?;
         Ok(Mlp {
-            gate_up: Tensor::f_cat(&[&gate, &up], 0)?,
-            down: weight(gguf, &format!("blk.{i}.ffn_down.weight"), &[d, h], device)?,
+            gate_up: matrix(Tensor::f_cat(&[&gate, &up], 0)?, p)?,
+            down: matrix(down, p)?,
             d_mlp: h as i64,
         })
     }
 
     /// The hidden activations: one value per neuron and position.
     fn neurons(&self, x: &Tensor) -> Result<Tensor> {
-        let gate_up = x.f_linear::<Tensor>(&self.gate_up, None)?;
+        let gate_up = linear(x, &self.gate_up)?;
         let parts = gate_up.f_split(self.d_mlp, -1)?;
         Ok(parts[0].f_silu()?.f_mul(&parts[1])?)
     }
 
     fn project(&self, neurons: &Tensor) -> Result<Tensor> {
-        Ok(neurons.f_linear::<Tensor>(&self.down, None)?)
+        linear(neurons, &self.down)
     }
 }
 
@@ -260,12 +296,12 @@ struct Block {
 }
 
 impl Block {
-    fn load(gguf: &GgufFile, i: usize, cfg: &Config, device: Device) -> Result<Self> {
+    fn load(gguf: &GgufFile, i: usize, cfg: &Config, device: Device, p: Precision) -> Result<Self> {
         Ok(Block {
             attn_norm: RmsNorm::load(gguf, &format!("blk.{i}.attn_norm.weight"), cfg, device)?,
-            attn: Attention::load(gguf, i, cfg, device)?,
+            attn: Attention::load(gguf, i, cfg, device, p)?,
             ffn_norm: RmsNorm::load(gguf, &format!("blk.{i}.ffn_norm.weight"), cfg, device)?,
-            mlp: Mlp::load(gguf, i, cfg, device)?,
+            mlp: Mlp::load(gguf, i, cfg, device, p)?,
             layer: i,
         })
     }
@@ -335,6 +371,7 @@ pub struct Llama {
     head: Option<Tensor>,
     rope: Rope,
     device: Device,
+    precision: Precision,
 }
 
 impl std::fmt::Debug for Llama {
@@ -342,45 +379,44 @@ impl std::fmt::Debug for Llama {
         f.debug_struct("Llama")
             .field("config", &self.config)
             .field("device", &self.device)
+            .field("precision", &self.precision)
             .finish()
     }
 }
 
 impl Llama {
-    /// Loads every weight of `gguf`, dequantised to f32, onto `device`.
-    pub fn load(gguf: &GgufFile, device: Device) -> Result<Self> {
+    /// Loads every weight of `gguf`, dequantised, onto `device`, with the
+    /// matrices (embedding and head included) in `precision`'s compute dtype.
+    pub fn load(gguf: &GgufFile, device: Device, precision: Precision) -> Result<Self> {
         let cfg = Config::from_gguf(gguf)?;
-        let embedding = weight(
-            gguf,
-            "token_embd.weight",
-            &[cfg.vocab_size, cfg.d_model],
-            device,
-        )?;
+        let vocab_by_width = [cfg.vocab_size, cfg.d_model];
+        let embedding = weight(gguf, "token_embd.weight", &vocab_by_width, device)?;
         let head = match gguf.tensor_info("output.weight") {
-            Some(_) => Some(weight(
-                gguf,
-                "output.weight",
-                &[cfg.vocab_size, cfg.d_model],
-                device,
-            )?),
+            Some(_) => Some(weight(gguf, "output.weight", &vocab_by_width, device)?),
             None => None,
         };
         let blocks = (0..cfg.n_layers)
-            .map(|i| Block::load(gguf, i, &cfg, device))
+            .map(|i| Block::load(gguf, i, &cfg, device, precision))
             .collect::<Result<Vec<_>>>()?;
         Ok(Llama {
             norm: RmsNorm::load(gguf, "output_norm.weight", &cfg, device)?,
             rope: Rope::new(&cfg, device)?,
-            embedding,
+            embedding: matrix(embedding, precision)?,
             blocks,
-            head,
+            head: head.map(|h| matrix(h, precision)).transpose()?,
             config: cfg,
             device,
+            precision,
         })
     }
 
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// The precision the matrices compute in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Runs `batch` through the model. Reads stop the pass at the deepest
@@ -415,14 +451,16 @@ impl Llama {
             Logits::Skip if cache.is_none() => hooks.blocks_needed(),
             _ => self.blocks.len(),
         };
+        let _tf32 = self.precision.matmul_guard();
         let mut reads: Vec<Option<Tensor>> = hooks.read.iter().map(|_| None).collect();
-        let mut x = Tensor::f_embedding(
+        // The residual stream is f32 whatever the matrices compute in.
+        let mut x = to_f32(Tensor::f_embedding(
             &self.embedding,
             &batch.ids.f_to(self.device)?,
             -1,
             false,
             false,
-        )?;
+        )?)?;
         for block in &self.blocks[..depth] {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[block.layer]);
             x = block.forward(x, &ctx, layer_cache, hooks, &mut reads)?;
@@ -471,13 +509,14 @@ impl Llama {
     /// paper's logit effects).
     pub fn direct_logits(&self, direction: &Tensor) -> Result<Tensor> {
         let head = self.head.as_ref().unwrap_or(&self.embedding);
-        let scaled = direction.f_mul(&self.norm.weight)?;
-        Ok(head.f_mv(&scaled)?)
+        let scaled = direction.f_mul(&self.norm.weight)?.f_to_kind(head.kind())?;
+        to_f32(head.f_mv(&scaled)?)
     }
 
+    /// Logits in f32, whatever the head computes in.
     fn unembed(&self, x: &Tensor) -> Result<Tensor> {
         let head = self.head.as_ref().unwrap_or(&self.embedding);
-        Ok(self.norm.forward(x)?.f_linear::<Tensor>(head, None)?)
+        to_f32(linear(&self.norm.forward(x)?, head)?)
     }
 
     /// Positions count real tokens only, so left-padded rows start at 0. A

@@ -72,7 +72,7 @@ fn tiny_gguf(d_mlp: usize) -> GgufFile {
 }
 
 fn tiny() -> Llama {
-    Llama::load(&tiny_gguf(MLP), Device::Cpu).unwrap()
+    Llama::load(&tiny_gguf(MLP), Device::Cpu, Precision::F32).unwrap()
 }
 
 fn logits(llama: &Llama, batch: &Batch) -> Tensor {
@@ -271,7 +271,9 @@ fn edits_steer_the_output_and_neutral_edits_do_not() {
 fn another_architecture_is_refused_by_name() {
     let gpt2 = GgufWriter::new().kv("general.architecture", V::String("gpt2".into()));
     let gguf = GgufFile::from_bytes(gpt2.build()).unwrap();
-    let err = Llama::load(&gguf, Device::Cpu).unwrap_err().to_string();
+    let err = Llama::load(&gguf, Device::Cpu, Precision::F32)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("architecture 'gpt2' is not supported"),
         "{err}"
@@ -281,7 +283,9 @@ fn another_architecture_is_refused_by_name() {
 #[test]
 fn a_tensor_of_the_wrong_shape_is_named() {
     let gguf = tiny_gguf(MLP + 8);
-    let err = Llama::load(&gguf, Device::Cpu).unwrap_err().to_string();
+    let err = Llama::load(&gguf, Device::Cpu, Precision::F32)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("tensor blk.0.ffn_gate.weight has shape [24, 16]"),
         "{err}"
@@ -323,4 +327,36 @@ fn bad_inputs_are_errors_not_panics() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("token id 40"), "{err}");
+}
+
+#[test]
+fn bf16_matrices_stay_close_to_f32_and_hand_back_f32() {
+    let f32_model = tiny();
+    let bf16_model = Llama::load(&tiny_gguf(MLP), Device::Cpu, Precision::Bf16).unwrap();
+    let batch = Batch::pad(&[vec![3u32, 7, 1, 9], vec![5u32, 2]], 0, Padding::Left).unwrap();
+    let sites = [Site::mlp(0), Site::mlp_out(1), Site::resid_post(1)];
+    let hooks = Hooks::reading(&sites).edit(
+        Site::mlp(1),
+        Edit::Map(Box::new(|x| {
+            // Edits see f32 neurons even though the MLP computes in bf16.
+            assert_eq!(x.kind(), Kind::Float);
+            Ok(x.shallow_clone())
+        })),
+    );
+    let exact = f32_model
+        .forward(&batch, &hooks, Logits::All, None)
+        .unwrap();
+    let rounded = bf16_model
+        .forward(&batch, &hooks, Logits::All, None)
+        .unwrap();
+    let pairs = exact.activations.iter().zip(&rounded.activations).chain([(
+        exact.logits.as_ref().unwrap(),
+        rounded.logits.as_ref().unwrap(),
+    )]);
+    for (a, b) in pairs {
+        assert_eq!(b.kind(), Kind::Float);
+        let error = a.f_sub(b).unwrap().norm().double_value(&[]) / a.norm().double_value(&[]);
+        // bf16 keeps 8 bits of mantissa: a relative rounding of 2⁻⁹ per input.
+        assert!(error > 0.0 && error < 2e-2, "relative error {error}");
+    }
 }

@@ -37,6 +37,23 @@ impl Codes {
         }
     }
 
+    /// The same codes with their values in `kind` (indices unchanged).
+    pub fn to_kind(self, kind: Kind) -> Result<Codes> {
+        Ok(match self {
+            Codes::Dense(f) if f.f_kind()? == kind => Codes::Dense(f),
+            Codes::Dense(f) => Codes::Dense(f.f_totype(kind)?),
+            Codes::Sparse {
+                values,
+                indices,
+                n_features,
+            } => Codes::Sparse {
+                values: values.f_totype(kind)?,
+                indices,
+                n_features,
+            },
+        })
+    }
+
     /// Mean number of active features per token (L0). One comparison and
     /// one integer sum over f: libtorch's count_nonzero and float sums over
     /// booleans measured several times slower on the CPU.

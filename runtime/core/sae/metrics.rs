@@ -4,6 +4,7 @@
 //! recovered when the SAE's reconstruction replaces the activations.
 use super::{ActivationSource, Forward, LossOptions, Sae};
 use crate::model::SpliceLoss;
+use crate::precision::Precision;
 use crate::{interrupt, Error, Result};
 use tch::Kind;
 
@@ -135,13 +136,23 @@ struct Sums {
     reconstruction_dot_input: f64,
 }
 
+/// A plain loss evaluation computed in `precision`.
+fn in_precision(precision: Precision) -> LossOptions {
+    LossOptions {
+        precision,
+        ..Default::default()
+    }
+}
+
 /// Reads `tokens` activations (or the whole source, when it says how many it
 /// holds and `tokens` is 0) in batches and measures the SAE on them.
+/// The SAE computes in `precision`; the measures are accumulated in f64.
 pub fn evaluate(
     sae: &Sae,
     source: &mut dyn ActivationSource,
     tokens: u64,
     batch_size: i64,
+    precision: Precision,
 ) -> Result<Evaluation> {
     let row = sae.cfg.layout.row_width(sae.cfg.d_in);
     if source.dim() != row {
@@ -174,7 +185,7 @@ pub fn evaluate(
         interrupt::check()?;
         let n = (tokens - sums.tokens).min(batch_size.max(1) as u64) as i64;
         let x = source.next_batch(n)?.f_to(sae.cfg.device)?;
-        let out = sae.forward(&x, &LossOptions::default())?;
+        let out = sae.forward(&x, &in_precision(precision))?;
         accumulate(&mut sums, &out, &blocks)?;
     }
     finish(sae, sums, &blocks)
@@ -356,6 +367,7 @@ pub type Splice<'a> = &'a dyn Fn(&tch::Tensor) -> Result<tch::Tensor>;
 pub fn ce_loss_recovered(
     sae: &Sae,
     input_scale: f64,
+    precision: Precision,
     mut model_loss: impl FnMut(Option<Splice>) -> Result<SpliceLoss>,
 ) -> Result<CeLossRecovered> {
     if !(input_scale.is_finite() && input_scale > 0.0) {
@@ -368,7 +380,7 @@ pub fn ce_loss_recovered(
         let _guard = tch::no_grad_guard();
         let shape = x.size();
         let flat = x.f_reshape([-1, sae.cfg.d_in])?.f_mul_scalar(input_scale)?;
-        let out = sae.forward(&flat, &LossOptions::default())?;
+        let out = sae.forward(&flat, &in_precision(precision))?;
         let x_hat = out.x_hat.f_div_scalar(input_scale)?;
         Ok(x_hat.f_reshape(&shape)?.f_totype(x.f_kind()?)?)
     };
@@ -439,7 +451,7 @@ mod tests {
         let sae = Sae::new(SaeConfig::new("relu", 4, 8).unwrap()).unwrap();
         let x = tch::Tensor::randn([32, 4], (Kind::Float, tch::Device::Cpu));
         let mut source = TensorSource::new(&x, 0, false).unwrap();
-        let eval = evaluate(&sae, &mut source, 0, 10).unwrap();
+        let eval = evaluate(&sae, &mut source, 0, 10, Precision::F32).unwrap();
         assert_eq!(eval.tokens, 32);
         let out = sae.forward(&x, &LossOptions::default()).unwrap();
         let l0 = out.codes.l0().unwrap().double_value(&[]);
@@ -479,7 +491,7 @@ mod tests {
         let x = tch::Tensor::randn([3, 4], (Kind::Float, tch::Device::Cpu));
         // A stand-in "model" whose loss is the distance from the clean
         // activations, and whose KL is half that.
-        let result = ce_loss_recovered(&sae, 1.0, |splice| {
+        let result = ce_loss_recovered(&sae, 1.0, Precision::F32, |splice| {
             let distance = match splice {
                 None => 0.0,
                 Some(f) => f(&x)?

@@ -340,19 +340,40 @@ impl Sae {
 
     /// Dense feature activations f [batch, n_features].
     pub fn encode(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
-        self.encode_codes(x)?.to_dense()
+        self.encode_in(x, Precision::F32)
+    }
+
+    /// [`Sae::encode`] computed in `precision`; f comes back in f32.
+    pub fn encode_in(&self, x: &tch::Tensor, precision: Precision) -> Result<tch::Tensor> {
+        self.encode_codes_in(x, precision)?.to_dense()
     }
 
     /// Feature activations as the architecture produces them: dense, or the
     /// k active features per token for TopK (cheaper to scan for analyses).
     pub fn encode_codes(&self, x: &tch::Tensor) -> Result<Codes> {
+        self.encode_codes_in(x, Precision::F32)
+    }
+
+    /// [`Sae::encode_codes`] computed in `precision` (in bf16, from bf16
+    /// copies of the weights); the codes come back in f32.
+    pub fn encode_codes_in(&self, x: &tch::Tensor, precision: Precision) -> Result<Codes> {
+        let _tf32 = precision.matmul_guard();
         let x = self.input_part(&self.prepare(x)?)?;
-        let input = self.encoder_input(&self.weights, &x)?;
-        Ok(self.architecture().encode(&self.weights, &input)?.codes)
+        let weights = self.weights_in(precision)?;
+        let input = self.encoder_input(&weights, &x.f_totype(precision.compute_kind())?)?;
+        self.architecture()
+            .encode(&weights, &input)?
+            .codes
+            .to_kind(Kind::Float)
     }
 
     /// x̂ from dense codes f [batch, n_features].
     pub fn decode(&self, f: &tch::Tensor) -> Result<tch::Tensor> {
+        self.decode_in(f, Precision::F32)
+    }
+
+    /// [`Sae::decode`] computed in `precision`; x̂ comes back in f32.
+    pub fn decode_in(&self, f: &tch::Tensor, precision: Precision) -> Result<tch::Tensor> {
         let shape = f.size();
         if shape.len() != 2 || shape[1] != self.cfg.n_features {
             return Err(Error::invalid(format!(
@@ -360,8 +381,22 @@ impl Sae {
                 self.cfg.n_features
             )));
         }
-        let f = f.f_to(self.cfg.device)?.f_totype(Kind::Float)?;
-        Codes::Dense(f).decode(&self.weights)
+        let _tf32 = precision.matmul_guard();
+        let kind = precision.compute_kind();
+        let f = f.f_to(self.cfg.device)?.f_totype(kind)?;
+        Codes::Dense(f)
+            .decode(&self.weights_in(precision)?)?
+            .f_totype(Kind::Float)
+            .map_err(Into::into)
+    }
+
+    /// The weights in `precision`'s compute dtype: these for f32, else
+    /// differentiable copies (gradients reach the f32 masters).
+    fn weights_in(&self, precision: Precision) -> Result<Weights> {
+        match precision.compute_kind() {
+            Kind::Float => Ok(self.weights.clone()),
+            kind => self.weights.cast(kind),
+        }
     }
 
     /// Reconstruction, codes and every loss part for inputs x [batch, d_in]
@@ -370,11 +405,7 @@ impl Sae {
         let row = self.prepare(x)?;
         let (x, target) = (self.input_part(&row)?, self.target_part(&row)?);
         let compute = opts.precision.compute_kind();
-        let weights = if compute == Kind::Float {
-            self.weights.clone()
-        } else {
-            self.weights.cast(compute)?
-        };
+        let weights = self.weights_in(opts.precision)?;
         let input = self.encoder_input(&weights, &x.f_totype(compute)?)?;
         let arch = self.architecture();
         let encoded = if opts.training {

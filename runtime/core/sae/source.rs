@@ -435,6 +435,7 @@ mod tests {
             hook: "resid_pre".into(),
             dim,
             dtype: "f32".into(),
+            precision: "f32".into(),
             context: 2,
             corpus: "synthetic".into(),
             excluded: String::new(),
@@ -530,7 +531,14 @@ mod tests {
             let mut sae = template.duplicate().unwrap();
             let report = trainer::train(&mut sae, source.as_mut(), train_cfg.clone()).unwrap();
             let mut all = StoreSource::new(store.clone(), 0, false).unwrap();
-            let eval = crate::sae::metrics::evaluate(&sae, &mut all, 0, 4096).unwrap();
+            let eval = crate::sae::metrics::evaluate(
+                &sae,
+                &mut all,
+                0,
+                4096,
+                crate::precision::Precision::F32,
+            )
+            .unwrap();
             let recovery =
                 synthetic::mean_max_cosine_similarity(&toy.directions, sae.weights.w_dec.inner())
                     .unwrap();

@@ -1,6 +1,7 @@
 //! Transcoders and crosscoders trained on data with known ground truth,
 //! saved and loaded.
 use super::*;
+use crate::precision::Precision;
 use crate::sae::{checkpoint, metrics, synthetic, trainer, ArchitectureConfig, TensorSource};
 use tch::{Device, Kind};
 
@@ -61,7 +62,7 @@ fn a_transcoder_recovers_the_map_from_input_features_to_output_directions() {
     assert!(recovery > 0.9, "MMCS of the output directions {recovery}");
     // The scales are folded in: raw rows in, raw outputs predicted.
     let mut all = TensorSource::new(&rows, 0, false).unwrap();
-    let eval = metrics::evaluate(&sae, &mut all, 0, 4096).unwrap();
+    let eval = metrics::evaluate(&sae, &mut all, 0, 4096, Precision::F32).unwrap();
     assert!(eval.explained_variance > 0.6, "{}", eval.explained_variance);
     assert!(eval.l0 <= 3.0 + 1e-6, "TopK's L0 {}", eval.l0);
 }
@@ -146,7 +147,7 @@ fn a_crosscoder_reconstructs_every_site_and_reports_each() {
         .unwrap();
     trainer::train(&mut sae, &mut source, train_config(500)).unwrap();
     let mut all = TensorSource::new(&rows, 0, false).unwrap();
-    let eval = metrics::evaluate(&sae, &mut all, 0, 4096).unwrap();
+    let eval = metrics::evaluate(&sae, &mut all, 0, 4096, Precision::F32).unwrap();
     assert_eq!(eval.site_explained_variance.len(), 2);
     for ev in &eval.site_explained_variance {
         assert!(

@@ -132,6 +132,8 @@ impl SweepSpec {
         let (sae_opts, train_opts) = self.options_for(point, &name, d_in)?;
         let train_cfg = TrainConfig::from_options("sweep", &train_opts)?;
         rng::seed(train_cfg.seed);
+        // Evaluated in the precision it was trained in.
+        let precision = train_cfg.precision;
         let mut sae = Sae::new(SaeConfig::from_options(&sae_opts)?)?;
         let mut stream = source(train_cfg.seed, true)?;
         let started = Instant::now();
@@ -139,7 +141,13 @@ impl SweepSpec {
         let seconds = started.elapsed().as_secs_f64();
 
         let mut eval_source = held_out(0, false)?;
-        let evaluation = metrics::evaluate(&sae, eval_source.as_mut(), self.eval_tokens, 4096)?;
+        let evaluation = metrics::evaluate(
+            &sae,
+            eval_source.as_mut(),
+            self.eval_tokens,
+            4096,
+            precision,
+        )?;
         let compute = scaling::training_flops(
             d_in as usize,
             sae.cfg.n_features as usize,

@@ -2,9 +2,11 @@
 //! of each token), by decoder direction (neighbours in one SAE or across
 //! sizes), and against the model's own neurons (correlations).
 use crate::core::analysis::{NeuronCorrelations, NeuronOptions};
+use crate::core::precision::Precision;
 use crate::script::api::activations::ScriptCorpus;
 use crate::script::api::model::ScriptModel;
 use crate::script::api::sae::Sae;
+use crate::script::api::sae_options::precision_option;
 use crate::script::convert::{string_list, Options};
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
@@ -166,7 +168,7 @@ pub mod feature_search_api {
     /// corpus, in one streaming pass: `#{features, max_abs_r, r, best_layer, best_neuron, fraction_at_most_0_3,
     /// fired, tokens, seconds_forward, seconds_encode, seconds_sums}` (features that never fired have max_abs_r NaN and are left out of the fraction).
     /// Options: features (default the first 1024), layers (default every layer before the SAE's), tokens (100000),
-    /// context (128), layer/hook (the SAE's site), progress.
+    /// context (128), layer/hook (the SAE's site), progress, precision (what the SAE encodes in: "f32" or "bf16").
     /// `let c = neuron_correlations(m, s, demo_corpus(), #{tokens: 20000});`
     #[rhai_fn(return_raw)]
     pub fn neuron_correlations(
@@ -176,7 +178,7 @@ pub mod feature_search_api {
         opts: Map,
     ) -> ScriptResult<Map> {
         #[rustfmt::skip]
-        let known = ["features", "layers", "tokens", "context", "layer", "hook", "progress"];
+        let known = ["features", "layers", "tokens", "context", "layer", "hook", "progress", "precision"];
         let o = Options::new(&opts, "neuron_correlations", &known)?;
         let sae = s.borrow();
         let site = crate::script::api::analysis::sae_site(&model, &sae, &o)?;
@@ -211,6 +213,7 @@ pub mod feature_search_api {
             tokens: o.positive("tokens", 100_000)?,
             context: o.positive("context", 128)?,
             show_progress: o.bool("progress", true)?,
+            precision: precision_option(&o, Precision::F32)?,
         };
         let c = crate::core::analysis::neuron_correlations(&model, &sae, site, &corpus, &options)?;
         Ok(correlations_map(&c))

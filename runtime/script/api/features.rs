@@ -7,6 +7,7 @@ use crate::core::dashboard::{write_dashboard, DashboardInputs, DashboardOptions}
 use crate::script::api::activations::ScriptStore;
 use crate::script::api::model::ScriptModel;
 use crate::script::api::sae::Sae;
+use crate::script::api::sae_options::precision_option;
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::plugin::*;
@@ -128,6 +129,7 @@ const RECORD_KEYS: &[&str] = &[
     "rows",
     "path",
     "progress",
+    "precision",
 ];
 
 fn record_options(o: &Options) -> ScriptResult<RecordOptions> {
@@ -138,6 +140,7 @@ fn record_options(o: &Options) -> ScriptResult<RecordOptions> {
         batch_size: o.positive("batch_size", d.batch_size as i64)?,
         max_rows: o.has("rows").then(|| o.positive("rows", 1)).transpose()?,
         show_progress: o.bool("progress", d.show_progress)?,
+        precision: precision_option(o, d.precision)?,
     })
 }
 
@@ -223,7 +226,8 @@ pub mod features_api {
 
     /// Every feature's activation records in one streaming pass over the store: top activations, random samples
     /// per activation level, max, density, histogram. Options: top_k (20), samples_per_bin (8), batch_size (4096),
-    /// rows (default all), progress, path (save there; reopened without recomputing when it holds this SAE's records).
+    /// rows (default all), progress, precision (what the SAE encodes in: "f32" or "bf16"), path (save there; reopened
+    /// without recomputing when it holds this SAE's records).
     /// `let r = s.records(store, #{path: "runs/demo/records"});`
     #[rhai_fn(return_raw)]
     pub fn records(s: &mut Sae, store: Store, opts: Map) -> ScriptResult<Records> {

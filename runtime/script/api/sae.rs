@@ -1,12 +1,13 @@
 //! Sparse autoencoders from scripts: build, train natively or piece by piece
 //! in Rhai, evaluate, save and load in SAELens's layout.
+use crate::core::precision::Precision;
 use crate::core::sae::trainer::TrainConfig;
 use crate::core::sae::{self, ActivationSource, StoreSource, TensorSource};
 use crate::core::Tensor;
 use crate::script::api::activations::ScriptStore;
 use crate::script::api::model::ScriptModel;
 use crate::script::api::sae_model::{ce_options, insert_ce, measure as measure_ce};
-use crate::script::api::sae_options::loss_options;
+use crate::script::api::sae_options::{loss_options, precision_option};
 pub(crate) use crate::script::api::sae_options::{sae_config, train_config};
 use crate::script::api::sae_reports::{evaluation_map, history_map, report_map};
 use crate::script::api::xcoder::measure as xcoder_ce;
@@ -151,7 +152,7 @@ pub mod sae_api {
     ) -> ScriptResult<Map> {
         #[rustfmt::skip]
         let known = ["tokens", "batch_size", "model", "corpus", "layer", "hook", "ce_tokens", "ce_batch_size",
-                     "context", "input_scale", "hooks", "steer"];
+                     "context", "input_scale", "hooks", "steer", "precision"];
         let o = Options::new(&opts, "evaluate", &known)?;
         let tokens = o.non_negative("tokens", 0)?;
         let mut activations = source_from(&source, 0, false)?;
@@ -160,6 +161,7 @@ pub mod sae_api {
             activations.as_mut(),
             tokens,
             o.int("batch_size", 4096)?,
+            precision_option(&o, Precision::F32)?,
         )?;
         let mut out = evaluation_map(&evaluation)?;
         let model = opts.get("model").map(|m| {
@@ -212,7 +214,7 @@ pub mod sae_api {
         opts: Map,
     ) -> ScriptResult<Map> {
         #[rustfmt::skip]
-        let known = ["layer", "hook", "tokens", "context", "batch_size", "input_scale", "hooks", "steer"];
+        let known = ["layer", "hook", "tokens", "context", "batch_size", "input_scale", "hooks", "steer", "precision"];
         let o = Options::new(&opts, "ce_loss_recovered", &known)?;
         if s.borrow().cfg.layout != sae::Layout::Autoencoder {
             let (result, tokens) =
@@ -243,10 +245,31 @@ pub mod sae_api {
         Ok(Tensor::new(s.borrow().encode(x.inner())?))
     }
 
+    /// `encode` computed in a `precision` ("f32", "tf32" or "bf16"; f comes back in f32).
+    /// `let f = s.encode(x, #{precision: "bf16"});`
+    #[rhai_fn(name = "encode", pure, return_raw)]
+    pub fn encode_with(s: &mut Sae, x: Tensor, opts: Map) -> ScriptResult<Tensor> {
+        let precision = precision_option(
+            &Options::new(&opts, "encode", &["precision"])?,
+            Precision::F32,
+        )?;
+        Ok(Tensor::new(s.borrow().encode_in(x.inner(), precision)?))
+    }
+
     /// The reconstruction x̂ = f·W_dec + b_dec from codes [batch, n_features]. `let x_hat = s.decode(f);`
     #[rhai_fn(pure, return_raw)]
     pub fn decode(s: &mut Sae, f: Tensor) -> ScriptResult<Tensor> {
         Ok(Tensor::new(s.borrow().decode(f.inner())?))
+    }
+
+    /// `decode` computed in a `precision` (x̂ comes back in f32). `s.decode(f, #{precision: "bf16"})`
+    #[rhai_fn(name = "decode", pure, return_raw)]
+    pub fn decode_with(s: &mut Sae, f: Tensor, opts: Map) -> ScriptResult<Tensor> {
+        let precision = precision_option(
+            &Options::new(&opts, "decode", &["precision"])?,
+            Precision::F32,
+        )?;
+        Ok(Tensor::new(s.borrow().decode_in(f.inner(), precision)?))
     }
 
     /// One differentiable pass: `#{x_hat, f, mse, penalty, aux, loss}` (scalars are tensors).

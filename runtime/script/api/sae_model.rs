@@ -3,8 +3,10 @@
 //! `core::model::splice`.
 use crate::core::model::splice::{corpus_windows, text_windows, truncate_to_predictions};
 use crate::core::model::{HookPoint, Hooks, Model, Site, SpliceProbe, SpliceWindow};
+use crate::core::precision::Precision;
 use crate::core::sae::{metrics, Sae};
 use crate::script::api::activations::{ScriptCorpus, ScriptStore};
+use crate::script::api::sae_options::precision_option;
 use crate::script::convert::Options;
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::{Array, Dynamic, Map};
@@ -17,6 +19,8 @@ pub struct CeOptions {
     pub context: usize,
     pub batch_size: usize,
     pub input_scale: f64,
+    /// What the SAE computes in (the model computes in its own precision).
+    pub precision: Precision,
 }
 
 /// Reads `layer`, `hook`, `context`, `input_scale` and the two keys named
@@ -50,6 +54,7 @@ pub fn ce_options(
         context: o.positive("context", manifest.map_or(128, |m| m.context as i64))?,
         batch_size: o.positive(batch_key, 8)?,
         input_scale: o.f64("input_scale", 1.0)?,
+        precision: precision_option(o, Precision::F32)?,
     })
 }
 
@@ -96,7 +101,9 @@ pub fn measure(
     let windows = ce_windows(model, text, opts)?;
     let mut probe =
         SpliceProbe::new(model, opts.site, &windows, opts.batch_size)?.with_hooks(hooks);
-    let result = metrics::ce_loss_recovered(sae, opts.input_scale, |splice| probe.measure(splice))?;
+    let result = metrics::ce_loss_recovered(sae, opts.input_scale, opts.precision, |splice| {
+        probe.measure(splice)
+    })?;
     Ok((result, probe.tokens()))
 }
 

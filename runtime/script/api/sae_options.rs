@@ -8,8 +8,9 @@ use crate::script::convert::{option_map, Options};
 use crate::script::error::{runtime_error, ScriptResult};
 use rhai::Map;
 
-/// `precision`: "f32", "tf32" or "bf16".
-fn precision(o: &Options, default: Precision) -> ScriptResult<Precision> {
+/// `precision`: "f32", "tf32" or "bf16"; one option, the same name
+/// everywhere it is accepted (model, training, encoding, evaluation, analyses).
+pub(crate) fn precision_option(o: &Options, default: Precision) -> ScriptResult<Precision> {
     Ok(match o.string("precision")? {
         Some(name) => Precision::parse(&name)?,
         None => default,
@@ -57,7 +58,7 @@ pub(crate) fn loss_options(s: &sae::Sae, opts: &Map) -> ScriptResult<sae::LossOp
             .then(|| o.f64("l1_scale", 1.0))
             .transpose()?,
         dead_mask,
-        precision: precision(&o, Precision::F32)?,
+        precision: precision_option(&o, Precision::F32)?,
         training: o.bool("training", false)?,
     })
 }

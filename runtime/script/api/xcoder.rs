@@ -40,9 +40,9 @@ pub(crate) fn measure(
     [tokens_key, batch_key]: [&str; 2],
     store: Option<&ScriptStore>,
 ) -> ScriptResult<(CeLossRecovered, usize)> {
-    if o.has("hooks") || o.has("steer") {
+    if o.has("hooks") || o.has("steer") || o.has("precision") {
         return Err(runtime_error(
-            "hooks and steer are not supported with a transcoder or crosscoder",
+            "hooks, steer and precision are not supported with a transcoder or crosscoder (it splices in f32)",
         ));
     }
     let (reads, writes) = xcoder::splice_sites(s)?;
@@ -53,6 +53,7 @@ pub(crate) fn measure(
         context: o.positive("context", manifest.map_or(128, |m| m.context as i64))?,
         batch_size: o.positive(batch_key, 8)?,
         input_scale: 1.0,
+        precision: crate::core::precision::Precision::F32,
     };
     let windows = ce_windows(model, text, &opts)?;
     let mut probe = SitesProbe::new(model, &reads, &writes, &windows, opts.batch_size)?;
