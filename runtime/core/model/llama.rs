@@ -40,24 +40,24 @@ fn matrix(w: Tensor, precision: Precision) -> Result<Tensor> {
     Ok(w.f_to_kind(precision.compute_kind())?)
 }
 
+/// `x` in `kind`, without a copy when it already is.
+fn as_kind(x: &Tensor, kind: Kind) -> Result<Tensor> {
+    if x.kind() == kind {
+        Ok(x.shallow_clone())
+    } else {
+        Ok(x.f_to_kind(kind)?)
+    }
+}
+
 /// `x @ wᵀ` in `w`'s dtype: the input is cast to the weight's dtype, so an
 /// f32 residual meets bf16 weights as bf16 (and the result is bf16).
 fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let kind = w.kind();
-    if x.kind() == kind {
-        Ok(x.f_linear::<Tensor>(w, None)?)
-    } else {
-        Ok(x.f_to_kind(kind)?.f_linear::<Tensor>(w, None)?)
-    }
+    Ok(as_kind(x, w.kind())?.f_linear::<Tensor>(w, None)?)
 }
 
 /// `x` as f32, without a copy when it already is.
 fn to_f32(x: Tensor) -> Result<Tensor> {
-    if x.kind() == Kind::Float {
-        Ok(x)
-    } else {
-        Ok(x.f_to_kind(Kind::Float)?)
-    }
+    as_kind(&x, Kind::Float)
 }
 
 /// llama.cpp's converter (`convert_hf_to_gguf.py`, `LlamaModel.permute`)
@@ -209,12 +209,12 @@ impl Attention {
         let kind = self.qkv.kind();
         let q = ctx
             .rope
-            .apply(&heads(&parts[0], self.n_heads)?, &ctx.positions)?
-            .f_to_kind(kind)?;
+            .apply(&heads(&parts[0], self.n_heads)?, &ctx.positions)?;
+        let q = as_kind(&q, kind)?;
         let mut k = ctx
             .rope
-            .apply(&heads(&parts[1], self.n_kv_heads)?, &ctx.positions)?
-            .f_to_kind(kind)?;
+            .apply(&heads(&parts[1], self.n_kv_heads)?, &ctx.positions)?;
+        k = as_kind(&k, kind)?;
         let mut v = heads(&parts[2], self.n_kv_heads)?;
         if let Some(cache) = cache {
             (k, v) = cache.append(k, v)?;
