@@ -3,7 +3,7 @@
 //! one-machine harvest, row for row and bit for bit, and a pooled sweep's
 //! CSV is the in-process sweep's. tests/slurm.rs runs the same through Slurm.
 use crate::model::model_present;
-use crate::support::run_script;
+use crate::support::{run_script, saelab};
 use saelab::core::activations::Store;
 use std::path::Path;
 
@@ -127,4 +127,49 @@ fn a_split_harvest_and_a_pooled_sweep_equal_their_one_machine_runs() {
     // The merge moved the tasks' shards rather than copying them.
     let task_store = dir.path().join("split.job/tasks/00000/store");
     assert!(!task_store.join("shard-00000.npy").exists());
+
+    // A resubmission runs only the task without a result, and the CSV
+    // keeps one row per point.
+    let job = dir.path().join("pool.job");
+    std::fs::remove_file(job.join("tasks/00002/result.json")).unwrap();
+    let log_lines = |task: &str| {
+        let log = std::fs::read_to_string(job.join(format!("logs/{task}.log"))).unwrap();
+        log.lines().count()
+    };
+    let before = (log_lines("00000"), log_lines("00002"));
+    let out = saelab().args(["job", "submit"]).arg(&job).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("done 4"));
+    assert_eq!(log_lines("00000"), before.0, "a finished task is not rerun");
+    assert!(log_lines("00002") > before.1, "the unfinished task reran");
+    let out = saelab()
+        .args(["job", "collect"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_same_csv(&dir.path().join("pool.csv"), &dir.path().join("local.csv"));
+
+    // Without sbatch, a Slurm sweep says so.
+    let script = format!(
+        r#"sweep(#{{n_features: [8]}}, #{{source: open_store("{d}/whole"), csv: "{d}/x.csv", steps: 1,
+                  executor: #{{slurm: #{{partition: "gpu"}}}}}})"#
+    );
+    let path = dir.path().join("nosbatch.rhai");
+    std::fs::write(&path, script).unwrap();
+    let out = saelab()
+        .arg("run")
+        .arg(&path)
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("sbatch is not on PATH"),
+        "{stderr}"
+    );
 }

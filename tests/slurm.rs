@@ -148,6 +148,20 @@ fn a_sweep_and_a_split_harvest_through_slurm_equal_the_local_runs() {
             "no '{sign}' in the log:\n{log_text}"
         );
     }
+    // The scheduler's refusal is an error that quotes it.
+    let refused = dir.path().join("refused.rhai");
+    let script = format!(
+        r#"sweep(#{{n_features: [8]}}, #{{source: open_store("{d}/whole"), csv: "{d}/refused.csv", steps: 1,
+                  executor: #{{slurm: #{{partition: "nosuch"}}}}}})"#
+    );
+    std::fs::write(&refused, script).unwrap();
+    let out = saelab(&cluster, &["run", &refused.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("sbatch refused"),
+        "{stderr}"
+    );
+
     let status = succeeded(
         "saelab job status",
         &saelab(&cluster, &["job", "status", &job.display().to_string()]),
