@@ -104,6 +104,10 @@ fn a_split_harvest_and_a_pooled_sweep_equal_their_one_machine_runs() {
         let whole = m.harvest(c, {HARVEST} + #{{out: "{d}/whole"}});
         let split = m.harvest(c, {HARVEST} + #{{out: "{d}/split", tasks: 3, executor: #{{local: #{{workers: 2}}}}}});
         print(`split ${{split.len}}`);
+        // Longer windows, more separators per window, more tasks: batches shrink sooner near the end.
+        let wide = #{{layer: 3, tokens: 650, context: 64, batch_size: 2, shard_rows: 150}};
+        m.harvest(c, wide + #{{out: "{d}/whole64"}});
+        m.harvest(c, wide + #{{out: "{d}/split64", tasks: 4, executor: #{{local: #{{workers: 2}}}}}});
         let grid = #{{n_features: [32, 64], lr: [0.001, 0.003]}};
         let cfg = #{{source: whole, kind: "relu", steps: 30, batch_size: 32, seed: 7, eval_tokens: 200}};
         sweep(grid, cfg + #{{csv: "{d}/local.csv"}});
@@ -123,6 +127,7 @@ fn a_split_harvest_and_a_pooled_sweep_equal_their_one_machine_runs() {
         "{stdout}"
     );
     assert_same_store(&dir.path().join("split"), &dir.path().join("whole"));
+    assert_same_store(&dir.path().join("split64"), &dir.path().join("whole64"));
     assert_same_csv(&dir.path().join("pool.csv"), &dir.path().join("local.csv"));
     // The merge moved the tasks' shards rather than copying them.
     let task_store = dir.path().join("split.job/tasks/00000/store");

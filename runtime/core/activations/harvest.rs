@@ -440,7 +440,7 @@ fn norm_limit(norms: &[f32], window: &Window, ratio: f64) -> Option<f32> {
 /// target, so the last pass does not run windows whose rows would be thrown
 /// away. A window gives at most `context - 1` rows, so this never stops short:
 /// too few rows only means one more pass.
-fn windows_for(remaining_rows: usize, options: &HarvestOptions) -> usize {
+pub(super) fn windows_for(remaining_rows: usize, options: &HarvestOptions) -> usize {
     remaining_rows
         .div_ceil(options.context.saturating_sub(1).max(1))
         .clamp(1, options.batch_size)

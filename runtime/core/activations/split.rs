@@ -9,6 +9,7 @@
 //! squared norms runs over rows in order (see `harvest.rs`), so the merge
 //! continues task 0's total through the later tasks' row norms
 //! (`{shard}.norms.npy`) and reaches the very same number.
+use super::harvest::windows_for;
 use super::harvest_options::HarvestOptions;
 use super::manifest::{scale_for, Manifest, ShardInfo};
 use super::npy::MappedArray;
@@ -51,7 +52,8 @@ pub struct HarvestJob {
 pub struct Slice {
     pub first_window: usize,
     pub end_window: usize,
-    /// Rows the task harvests: its windows' rows, up to the harvest's target.
+    /// The task's target: the rows the whole harvest still wants at its
+    /// first window (the slice's end stops it sooner, but for the last).
     pub tokens: usize,
 }
 
@@ -74,7 +76,7 @@ pub fn create(
     }
     let out = std::path::absolute(&harvest.out).map_err(|e| Error::io(&harvest.out, e))?;
     let rows = rows_per_window(model, corpus, &harvest)?;
-    let slices = plan(&rows, harvest.tokens, harvest.batch_size, tasks)?;
+    let slices = plan(&rows, &harvest, tasks)?;
     let job = HarvestJob {
         model: std::path::absolute(&model.path).map_err(|e| Error::io(&model.path, e))?,
         device: crate::tensor::device_name(device),
@@ -126,30 +128,90 @@ fn rows_per_window(model: &Model, corpus: &Corpus, options: &HarvestOptions) -> 
     Ok(rows)
 }
 
-/// `tasks` slices of whole batches of windows, as even as batches allow;
-/// the last stops at the target.
-fn plan(rows: &[usize], tokens: usize, batch_size: usize, tasks: usize) -> Result<Vec<Slice>> {
-    let batches = rows.len().div_ceil(batch_size.max(1));
-    if tasks == 0 || tasks > batches {
+/// `tasks` slices, as even as the batches allow, each starting where the
+/// one-machine harvest starts a batch and asks for as many windows as the
+/// task's first batch will: every task then runs the model on exactly the
+/// batches one machine runs (a model's output can depend on what else is
+/// in its batch). Each task's target is the rows the one-machine harvest
+/// still wants at its first window, so it sizes its batches alike; its
+/// slice's end stops it.
+fn plan(rows: &[usize], options: &HarvestOptions, tasks: usize) -> Result<Vec<Slice>> {
+    let batches = one_machine_batches(rows, options);
+    let rows_before = |window: usize| rows[..window].iter().sum::<usize>();
+    let wanted_at = |window: usize| options.tokens.saturating_sub(rows_before(window));
+    // Batches a task may start with: its first request matches the batch.
+    let starts: Vec<usize> = (0..batches.len())
+        .filter(|&i| {
+            let (first, n) = batches[i];
+            i == 0 || windows_for(wanted_at(first), options) == n
+        })
+        .collect();
+    if tasks == 0 || tasks > starts.len() {
         return Err(Error::invalid(format!(
-            "harvest: tasks must be between 1 and the harvest's {batches} batches of {batch_size} windows, got {tasks}"
+            "harvest: tasks must be between 1 and {} for this harvest ({} batches of up to {} windows), got {tasks}",
+            starts.len(),
+            batches.len(),
+            options.batch_size
         )));
     }
-    let mut slices = Vec::new();
-    let mut rows_before = 0;
+    let mut chosen: Vec<usize> = Vec::new();
     for task in 0..tasks {
-        let first_window = (task * batches / tasks) * batch_size;
-        let end_window = (((task + 1) * batches / tasks) * batch_size).min(rows.len());
-        let slice_rows: usize = rows[first_window..end_window].iter().sum();
-        let tokens = slice_rows.min(tokens - rows_before);
-        slices.push(Slice {
-            first_window,
-            end_window,
-            tokens,
-        });
-        rows_before += slice_rows;
+        let ideal = task * batches.len() / tasks;
+        let left = tasks - task - 1;
+        let candidates = &starts[..starts.len() - left];
+        let pick = candidates
+            .iter()
+            .copied()
+            .filter(|&i| chosen.last().is_none_or(|&last| i > last))
+            .min_by_key(|&i| i.abs_diff(ideal))
+            .ok_or_else(|| {
+                Error::invalid("harvest: cannot split the batches into that many tasks")
+            })?;
+        chosen.push(pick);
     }
-    Ok(slices)
+    let end = batches.last().map_or(0, |(first, n)| first + n);
+    Ok(chosen
+        .iter()
+        .enumerate()
+        .map(|(t, &i)| {
+            let first_window = batches[i].0;
+            Slice {
+                first_window,
+                end_window: chosen.get(t + 1).map_or(end, |&j| batches[j].0),
+                tokens: wanted_at(first_window),
+            }
+        })
+        .collect())
+}
+
+/// The batches `(first window, windows)` a one-machine harvest runs, as its
+/// loop asks for them: one batch in flight while the previous one lands.
+fn one_machine_batches(rows: &[usize], options: &HarvestOptions) -> Vec<(usize, usize)> {
+    let max_rows = options.context.saturating_sub(1);
+    let (mut landed, mut next) = (0usize, 0usize);
+    let mut in_flight: Option<(usize, usize)> = None;
+    let mut batches = Vec::new();
+    loop {
+        let remaining = options.tokens.saturating_sub(landed);
+        let in_flight_rows = in_flight.map_or(0, |(_, n)| n * max_rows);
+        let queued = (remaining > in_flight_rows && next < rows.len()).then(|| {
+            let n = windows_for(remaining - in_flight_rows, options).min(rows.len() - next);
+            next += n;
+            (next - n, n)
+        });
+        batches.extend(queued);
+        let Some((first, n)) = std::mem::replace(&mut in_flight, queued) else {
+            if in_flight.is_none() {
+                break;
+            }
+            continue;
+        };
+        landed += rows[first..first + n].iter().sum::<usize>();
+        if landed >= options.tokens {
+            break;
+        }
+    }
+    batches
 }
 
 /// Harvests task `index`'s slice into its own store in its task folder.
@@ -309,17 +371,26 @@ fn move_shards(job: &JobDir, out: &Path, parts: &[Manifest]) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn options(tokens: usize, batch_size: usize) -> HarvestOptions {
+        let mut options = HarvestOptions::new(crate::model::Site::resid_pre(0), tokens, "unused");
+        options.context = 11; // up to ten rows a window
+        options.batch_size = batch_size;
+        options
+    }
+
     #[test]
-    fn slices_are_whole_batches_and_the_last_stops_at_the_target() {
+    fn slices_start_where_one_machine_starts_a_batch_and_ask_for_what_it_still_wants() {
         let rows = vec![10; 10]; // ten windows of ten rows
-        let slices = plan(&rows, 95, 2, 2).unwrap();
+        let batches = one_machine_batches(&rows, &options(95, 2));
+        assert_eq!(batches, [(0, 2), (2, 2), (4, 2), (6, 2), (8, 2)]);
+        let slices = plan(&rows, &options(95, 2), 2).unwrap();
         assert_eq!(
             slices,
             [
                 Slice {
                     first_window: 0,
                     end_window: 4,
-                    tokens: 40
+                    tokens: 95
                 },
                 Slice {
                     first_window: 4,
@@ -328,12 +399,21 @@ mod tests {
                 },
             ]
         );
-        let three = plan(&rows, 100, 3, 3).unwrap();
-        let windows: Vec<_> = three
+        // Near the target one machine asks for fewer windows: no task starts there.
+        let short = vec![4; 10];
+        let batches = one_machine_batches(&short, &options(38, 3));
+        // Rows come in under the in-flight bound, so requests shrink early.
+        let expected = [(0, 3), (3, 1), (4, 2), (6, 1), (7, 1), (8, 1), (9, 1)];
+        assert_eq!(batches, expected);
+        let starts: Vec<usize> = plan(&short, &options(38, 3), 2)
+            .unwrap()
             .iter()
-            .map(|s| (s.first_window, s.end_window))
+            .map(|s| s.first_window)
             .collect();
-        assert_eq!(windows, [(0, 3), (3, 6), (6, 10)]);
-        assert!(plan(&rows, 100, 4, 4).is_err(), "more tasks than batches");
+        assert_eq!(starts, [0, 7], "the first batch a task would ask for alike");
+        assert!(
+            plan(&rows, &options(100, 4), 4).is_err(),
+            "more tasks than batches"
+        );
     }
 }
