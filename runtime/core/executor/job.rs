@@ -166,6 +166,10 @@ impl JobDir {
         work: impl FnOnce(&Path) -> Result<serde_json::Value>,
     ) -> Result<()> {
         self.check_index(index)?;
+        if self.result_path(index).exists() {
+            // Done already (a requeue after the result was written): nothing to redo.
+            return Ok(());
+        }
         let dir = self.task_dir(index);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         remove_if_present(&self.error_path(index))?;
@@ -285,6 +289,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let job = JobDir::create(dir.path(), spec(serde_json::json!({"a": 1}))).unwrap();
         job.run_task(0, |_| Ok(serde_json::json!({"loss": 1.5})))
+            .unwrap();
+        job.run_task(0, |_| panic!("a finished task is not run again"))
             .unwrap();
         assert!(job
             .run_task(1, |_| Err(Error::invalid("out of memory")))

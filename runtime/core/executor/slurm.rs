@@ -404,6 +404,57 @@ mod tests {
     }
 
     #[test]
+    fn the_array_script_asks_for_requeue_a_warning_signal_and_the_resources() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SlurmOptions {
+            partition: Some("gpu".into()),
+            gpus_per_task: Some(1),
+            max_parallel: Some(8),
+            time: Some("04:00:00".into()),
+            extra: vec!["--qos=low".into()],
+            signal_seconds: 120,
+            ..Default::default()
+        };
+        let job = JobDir::create(
+            dir.path(),
+            crate::executor::JobSpec {
+                format: crate::executor::job::FORMAT,
+                kind: "sweep".into(),
+                tasks: 6,
+                settings: serde_json::json!({}),
+                executor: crate::executor::Executor::Slurm(options.clone()),
+            },
+        )
+        .unwrap();
+        let script = array_script(&job, &options, Path::new("/opt/saelab"));
+        for line in [
+            "#SBATCH --array=0-5%8",
+            "#SBATCH --requeue",
+            "#SBATCH --signal=B:USR1@120",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --gpus-per-task=1",
+            "#SBATCH --time=04:00:00",
+            "#SBATCH --qos=low",
+            "trap requeue USR1",
+        ] {
+            assert!(
+                script.lines().any(|l| l == line),
+                "no '{line}' in\n{script}"
+            );
+        }
+        let task = format!(
+            "'/opt/saelab' job task '{}' \"$SLURM_ARRAY_TASK_ID\" &",
+            job.path.display()
+        );
+        assert!(script.contains(&task), "{script}");
+        let merge = merge_script(&job, &options, Path::new("/opt/saelab"));
+        assert!(
+            !merge.contains("gpus-per-task") && merge.contains("job merge"),
+            "{merge}"
+        );
+    }
+
+    #[test]
     fn the_queue_says_which_of_our_tasks_wait_or_run() {
         let ours = [
             Submission {

@@ -193,6 +193,7 @@ mod tests {
         assert!(err.contains("task 1's result"), "{err}");
         assert_eq!(std::fs::read_to_string(&csv_path).unwrap(), text);
 
+        std::fs::remove_file(job.task_dir(1).join("result.json")).unwrap();
         job.run_task(1, |_| Ok(row(16, "0.75"))).unwrap();
         let all = collect(&job).unwrap();
         assert!(all.missing.is_empty());
