@@ -23,7 +23,7 @@ PEER_JUPYTER := $(PEER_VENV)/saelab-jupyter-complete
 # SAELens, in a venv of its own (setup/fetch-saelens.sh).
 SAELENS_VENV := $(CACHE)/saelens-venv/saelab-saelens-complete
 
-.PHONY: setup build build-cuda gpu-bundle demo test bench peer-venv clean
+.PHONY: setup build build-cuda gpu-bundle demo test bench peer-venv slurm clean
 setup: $(SETUP_LIBTORCH) $(MODEL) $(CORPUS)
 
 $(CACHE)/libtorch-$(TORCH_VERSION)-cpu/build-version:
@@ -44,8 +44,10 @@ demo: build
 # The test suite includes a check of the CUDA build (tests/cuda_build.rs),
 # so it builds that first; no GPU is needed for either. The kernel's tests
 # run Jupyter's conformance suite with the peer venv's jupyter packages, and
-# tests/saelens.rs opens saelab's SAEs with SAELens.
-test: setup build-cuda $(PEER_JUPYTER) $(SAELENS_VENV)
+# tests/saelens.rs opens saelab's SAEs with SAELens. tests/slurm.rs starts a
+# one-node Slurm cluster from Debian's slurm-wlm and munge (setup/fetch-slurm.sh
+# installs them when missing, as root; elsewhere those tests skip).
+test: setup build-cuda $(PEER_JUPYTER) $(SAELENS_VENV) slurm
 	cargo test --release --workspace --no-fail-fast
 
 # The Python peer of the benchmarks: the venv `make peer-venv` creates when it
@@ -96,6 +98,10 @@ bench: build
 	./target/release/saelab run benches/steering.rhai
 	./target/release/saelab run benches/records.rhai --set rows=$(RECORD_ROWS)
 	./target/release/saelab run benches/neurons.rhai
+
+# Slurm's and munge's programs (apt-get, once per machine; quick when present).
+slurm:
+	setup/fetch-slurm.sh
 
 clean:
 	cargo clean

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod job;
 mod kernel;
 mod notebook;
 mod openmp;
@@ -46,6 +47,12 @@ enum Command {
         /// html runs the notebook into a report; ipynb and rhai convert it without running it.
         #[arg(long, value_enum, default_value = "html")]
         to: notebook::Format,
+    },
+    /// Watch, resubmit and collect a sweep or split harvest run by an executor (Slurm, a local pool).
+    #[command(visible_alias = "sweep")]
+    Job {
+        #[command(subcommand)]
+        action: job::JobAction,
     },
     /// Run saelab as a Jupyter kernel; `saelab kernel install` registers it with Jupyter first.
     #[command(
@@ -98,6 +105,7 @@ fn main() -> ExitCode {
             connection_file,
             action,
         }) => run_kernel_command(connection_file, action),
+        Some(Command::Job { action }) => job::run_job_command(action),
     }
 }
 

@@ -77,6 +77,11 @@ impl Corpus {
         &self.files
     }
 
+    /// How its documents are read.
+    pub fn options(&self) -> &CorpusOptions {
+        &self.options
+    }
+
     /// Identifies the corpus (paths and sizes), so a resumed harvest can
     /// check that it continues over the same text.
     pub fn fingerprint(&self) -> String {

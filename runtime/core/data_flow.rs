@@ -28,6 +28,8 @@ const LAYERS: &[&[&str]] = &[
         "options",
         "tensor_io",
         "tensor_format",
+        // Job folders and the executors that run them know nothing of what a task does.
+        "executor",
     ],
     // A model file's format and its tokenizer: a corpus tokenises text
     // without needing the model that reads it.
@@ -39,7 +41,7 @@ const LAYERS: &[&[&str]] = &[
     // What is made of trained SAEs: fits over many runs, sweeps that train
     // and measure many (counting their compute), what features mean
     // (records, search, neurons, maps) and interventions and attributions.
-    &["scaling", "analysis", "sweep"],
+    &["scaling", "analysis", "sweep", "jobs"],
     // Pictures and pages of results.
     &["plot", "dashboard"],
 ];

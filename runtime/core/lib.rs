@@ -8,8 +8,10 @@ pub mod dashboard;
 #[cfg(test)]
 mod data_flow;
 pub mod error;
+pub mod executor;
 pub mod fs;
 pub mod interrupt;
+pub mod jobs;
 pub mod model;
 pub mod optim;
 pub mod options;

@@ -1,5 +1,6 @@
 //! Shared helpers: evaluating scripts in-process and running the binary.
 #![allow(dead_code)]
+pub mod slurm;
 use rhai::Dynamic;
 use saelab::script::{new_engine, EngineOptions};
 use std::io::Write;

@@ -82,7 +82,7 @@ fn fresh_manifest(model: &Model, corpus: &Corpus, options: &HarvestOptions) -> M
         max_norm_ratio: options.max_norm_ratio,
         dropped_rows: 0,
         tokens_target: options.tokens,
-        windows_done: 0,
+        windows_done: options.first_window,
         partial_rows: 0,
         rows: 0,
         sum_squared_norm: 0.0,
@@ -147,11 +147,27 @@ struct ShardBuffer {
     site_sums: Vec<f64>,
     /// Rows left out for their norm (`max_norm_ratio`).
     dropped: usize,
+    /// The harvest's sums from its first row through this buffer's last, one
+    /// row and site after another: the store's totals do not depend on
+    /// where shards (or a split harvest's tasks) begin.
+    running_sum: f64,
+    running_site_sums: Vec<f64>,
+    /// Each row's squared norm per site, in row order.
+    norms: Vec<f32>,
 }
 
 impl ShardBuffer {
-    fn new(first_window: usize, n_sites: usize) -> Self {
+    /// An empty buffer continuing the totals of `manifest`.
+    fn new(first_window: usize, n_sites: usize, manifest: &Manifest) -> Self {
+        let running_site_sums = if manifest.sites.len() == n_sites {
+            manifest.sites.iter().map(|s| s.sum_squared_norm).collect()
+        } else {
+            vec![0.0; n_sites]
+        };
         ShardBuffer {
+            running_sum: manifest.sum_squared_norm,
+            running_site_sums,
+            norms: Vec::new(),
             site_sums: vec![0.0; n_sites],
             first_window,
             partial: None,
@@ -166,10 +182,14 @@ impl ShardBuffer {
 
     /// One row: its bytes in the stored dtype and each site's squared norm.
     fn push(&mut self, row: &[u8], site_squared_norms: &[f32], meta: [i64; 5]) {
-        for (sum, squared) in self.site_sums.iter_mut().zip(site_squared_norms) {
+        let sums = self.site_sums.iter_mut().zip(&mut self.running_site_sums);
+        for ((sum, running), squared) in sums.zip(site_squared_norms) {
             *sum += *squared as f64;
+            *running += *squared as f64;
             self.sum_squared_norm += *squared as f64;
+            self.running_sum += *squared as f64;
         }
+        self.norms.extend_from_slice(site_squared_norms);
         self.data.extend_from_slice(row);
         self.meta.extend(meta);
         self.rows += 1;
@@ -193,7 +213,7 @@ fn run(
             corpus,
             &model.tokenizer,
             options.context,
-            manifest.windows_done,
+            (manifest.windows_done, options.end_window),
             4 * options.batch_size,
         );
         let writer = ShardWriter::spawn(scope, &options.out);
@@ -281,7 +301,7 @@ fn run_batches(
     bar: &indicatif::ProgressBar,
     timings: &mut Timings,
 ) -> Result<()> {
-    let mut shard = ShardBuffer::new(manifest.windows_done, options.sites.len());
+    let mut shard = ShardBuffer::new(manifest.windows_done, options.sites.len(), manifest);
     let mut in_flight: Option<InFlight> = None;
     loop {
         if let Err(stop) = interrupt::check() {
@@ -426,7 +446,7 @@ fn norm_limit(norms: &[f32], window: &Window, ratio: f64) -> Option<f32> {
 /// target, so the last pass does not run windows whose rows would be thrown
 /// away. A window gives at most `context - 1` rows, so this never stops short:
 /// too few rows only means one more pass.
-fn windows_for(remaining_rows: usize, options: &HarvestOptions) -> usize {
+pub(super) fn windows_for(remaining_rows: usize, options: &HarvestOptions) -> usize {
     remaining_rows
         .div_ceil(options.context.saturating_sub(1).max(1))
         .clamp(1, options.batch_size)
@@ -444,7 +464,7 @@ fn flush(
         return Ok(());
     }
     let n_sites = options.sites.len();
-    let buffer = std::mem::replace(shard, ShardBuffer::new(0, n_sites));
+    let buffer = std::mem::replace(shard, ShardBuffer::new(0, n_sites, manifest));
     let files = (buffer.rows > 0).then(|| {
         let name = format!("shard-{:05}", manifest.shards.len());
         manifest.shards.push(ShardInfo {
@@ -460,11 +480,11 @@ fn flush(
             },
         });
         manifest.rows += buffer.rows;
-        manifest.sum_squared_norm += buffer.sum_squared_norm;
+        manifest.sum_squared_norm = buffer.running_sum;
         manifest.scale = scale_for(manifest.dim, manifest.rows, manifest.sum_squared_norm);
         let rows = manifest.rows;
-        for (site, sum) in manifest.sites.iter_mut().zip(&buffer.site_sums) {
-            site.add(rows, *sum);
+        for (site, sum) in manifest.sites.iter_mut().zip(&buffer.running_site_sums) {
+            site.set(rows, *sum);
         }
         let mut window_ids = Vec::with_capacity(buffer.windows.len() * options.context * 8);
         for window in &buffer.windows {
@@ -485,13 +505,17 @@ fn flush(
             windows: window_ids,
             n_windows: buffer.windows.len(),
             context: options.context,
+            norms: options.row_norms.then(|| {
+                let bytes = buffer.norms.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (n_sites, bytes)
+            }),
         }
     });
     manifest.windows_done =
         buffer.first_window + buffer.windows.len() - buffer.partial.is_some() as usize;
     manifest.partial_rows = buffer.partial.unwrap_or(0);
     manifest.dropped_rows += buffer.dropped;
-    *shard = ShardBuffer::new(manifest.windows_done, n_sites);
+    *shard = ShardBuffer::new(manifest.windows_done, n_sites, manifest);
     writer.send(files, manifest.clone())
 }
 

@@ -34,6 +34,15 @@ pub struct HarvestOptions {
     /// massive activations would otherwise set the scale and dominate an
     /// SAE's MSE. `None` keeps every row.
     pub max_norm_ratio: Option<f64>,
+    /// The first corpus window to harvest: a task of a split harvest
+    /// ([`super::split`]) starts at its slice; 0 otherwise.
+    pub first_window: usize,
+    /// The window to stop before (`None`: the end of the corpus).
+    pub end_window: Option<usize>,
+    /// Also write each row's squared norms (`{shard}.norms.npy`, f32, one
+    /// column per site), from which a split harvest's merge sums the scale
+    /// in the one-machine order.
+    pub row_norms: bool,
 }
 
 impl HarvestOptions {
@@ -64,6 +73,9 @@ impl HarvestOptions {
             out: out.into(),
             shard_rows: 1 << 16,
             max_norm_ratio: None,
+            first_window: 0,
+            end_window: None,
+            row_norms: false,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod npy;
 mod pipeline;
 pub mod sites;
+pub mod split;
 pub mod store;
 
 pub use harvest::harvest;

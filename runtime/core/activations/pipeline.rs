@@ -19,15 +19,15 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{Scope, ScopedJoinHandle};
 use tch::{Device, Kind};
 
-/// Corpus windows from `skip` on, tokenised on another thread and handed
-/// over through a channel of `ahead` windows. Dropping the receiver stops
-/// the thread at its next window.
+/// Corpus windows from `skip` on (and before `end`), tokenised on another
+/// thread and handed over through a channel of `ahead` windows. Dropping
+/// the receiver stops the thread at its next window.
 pub fn tokenize_ahead<'scope>(
     scope: &'scope Scope<'scope, '_>,
     corpus: &'scope Corpus,
     tokenizer: &'scope Tokenizer,
     context: usize,
-    skip: usize,
+    (skip, end): (usize, Option<usize>),
     ahead: usize,
 ) -> Receiver<Result<Window>> {
     let (sender, receiver) = sync_channel(ahead.max(1));
@@ -39,7 +39,8 @@ pub fn tokenize_ahead<'scope>(
                 return;
             }
         };
-        for window in windows.skip(skip) {
+        let count = end.map_or(usize::MAX, |end| end.saturating_sub(skip));
+        for window in windows.skip(skip).take(count) {
             let failed = window.is_err();
             if sender.send(window).is_err() || failed {
                 return;
@@ -167,6 +168,8 @@ pub struct ShardFiles {
     pub windows: Vec<u8>,
     pub n_windows: usize,
     pub context: usize,
+    /// Each row's squared norm per site (f32 bytes), when the harvest keeps them.
+    pub norms: Option<(usize, Vec<u8>)>,
 }
 
 /// What the writer does for one flush: the shard's files (when it has
@@ -231,6 +234,14 @@ fn write_shard(out: &Path, files: &ShardFiles) -> Result<()> {
         &[files.rows, 5],
         &files.meta,
     )?;
+    if let Some((sites, norms)) = &files.norms {
+        super::npy::write(
+            &path(NORMS_SUFFIX),
+            Dtype::F32,
+            &[files.rows, *sites],
+            norms,
+        )?;
+    }
     super::npy::write(
         &path(".windows.npy"),
         Dtype::I64,
@@ -238,3 +249,6 @@ fn write_shard(out: &Path, files: &ShardFiles) -> Result<()> {
         &files.windows,
     )
 }
+
+/// The suffix of a shard's row norms (a split harvest's tasks write them).
+pub const NORMS_SUFFIX: &str = ".norms.npy";

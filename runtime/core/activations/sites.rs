@@ -48,6 +48,12 @@ impl SiteInfo {
     }
 
     /// Adds rows' squared norms and updates the scale.
+    /// The site's total over `rows` rows, and the scale it gives.
+    pub fn set(&mut self, rows: usize, sum_squared_norm: f64) {
+        self.sum_squared_norm = sum_squared_norm;
+        self.scale = scale_for(self.dim, rows, self.sum_squared_norm);
+    }
+
     pub fn add(&mut self, rows: usize, sum_squared_norm: f64) {
         self.sum_squared_norm += sum_squared_norm;
         self.scale = scale_for(self.dim, rows, self.sum_squared_norm);

@@ -276,7 +276,14 @@ impl<'a> Trainer<'a> {
         let _tf32 = self.cfg.precision.matmul_guard();
         self.bar.set_position(self.state.step);
         while self.state.step < last {
-            interrupt::check()?;
+            if let Err(stop) = interrupt::check() {
+                // A run told to stop (Ctrl-C, a scheduler's warning signal)
+                // keeps its progress: a resumed run continues from here.
+                if self.state.step > 0 {
+                    self.checkpoint()?;
+                }
+                return Err(stop);
+            }
             self.step()?;
         }
         Ok(())

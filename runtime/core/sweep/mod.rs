@@ -6,6 +6,7 @@
 //! own [`Scalar`] for the native SAE sweep ([`sae::SweepSpec`]), a script's
 //! values for a sweep whose runs are script closures.
 pub mod csv;
+pub mod job;
 pub mod sae;
 
 use crate::{Error, Result};

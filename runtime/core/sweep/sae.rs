@@ -105,10 +105,46 @@ impl SweepSpec {
         })
     }
 
+    /// One point's run as a job's task runs it: checkpoints in
+    /// `checkpoint_dir` (every 500 steps unless the sweep says otherwise, and
+    /// when the task is told to stop), resumed from there when the task is
+    /// requeued. The row is what [`SweepSpec::run`] would write for it.
+    pub fn run_point(
+        &self,
+        point: &Row<Scalar>,
+        source: &OpenSource,
+        held_out: Option<&OpenSource>,
+        checkpoint_dir: &Path,
+        report: &mut dyn FnMut(&str),
+    ) -> Result<Row<Scalar>> {
+        let d_in = source(0, false)?.dim();
+        let identified = self.identify(point);
+        let mut task = self.clone();
+        let dir = checkpoint_dir.display().to_string();
+        task.shared.insert("checkpoint_dir".into(), dir.into());
+        task.shared.insert("resume".into(), true.into());
+        task.shared
+            .entry("checkpoint_every")
+            .or_insert_with(|| 500.into());
+        let run_dir = checkpoint_dir.join(run_name(&identified));
+        if let Some(latest) = checkpoint::latest_checkpoint(&run_dir)? {
+            report(&format!("sweep: resuming from {}", latest.display()));
+        }
+        let mut row = identified.clone();
+        row.extend(task.run_one(
+            &identified,
+            d_in,
+            source,
+            held_out.unwrap_or(source),
+            report,
+        )?);
+        Ok(row)
+    }
+
     /// The point with the shared settings that shape its result (kind, k, lr,
     /// seed, ...) added, so they land in the CSV and a re-run with other
     /// settings is not mistaken for a finished one.
-    fn identify(&self, point: &Row<Scalar>) -> Row<Scalar> {
+    pub fn identify(&self, point: &Row<Scalar>) -> Row<Scalar> {
         let mut full: Row<Scalar> = self
             .shared
             .iter()

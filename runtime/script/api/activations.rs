@@ -163,11 +163,16 @@ pub mod activations_api {
     /// `layers: [...]` (layer by layer, each layer's hooks in order); each site keeps its own scale
     /// (`s.manifest.sites`). A transcoder's store: `#{layer: 5, hooks: ["mlp_in", "mlp_out"]}`; a crosscoder's:
     /// `#{layers: [3, 5, 7], hook: "resid_post"}`.
+    /// Split across tasks: `tasks: 4` with `executor: #{local: #{workers: 4}}` (the merged store comes back)
+    /// or `executor: #{slurm: #{...}}` (a `Job` comes back; `job.wait()` gives the store).
     /// `m.harvest(demo_corpus(), #{layer: 15, tokens: 100000, out: "runs/acts"})`
     #[rhai_fn(name = "harvest", pure, return_raw)]
-    pub fn harvest_into(m: &mut Model, c: Corpus, opts: Map) -> ScriptResult<Store> {
+    pub fn harvest_into(m: &mut Model, c: Corpus, opts: Map) -> ScriptResult<Dynamic> {
+        if opts.contains_key("executor") || opts.contains_key("tasks") {
+            return crate::script::api::jobs::harvest(m, &c, &opts);
+        }
         let options = harvest_options(m, &opts)?;
-        Ok(Rc::new(harvest(m, &c, &options)?))
+        Ok(Dynamic::from(Rc::new(harvest(m, &c, &options)?) as Store))
     }
 
     /// Perplexity of the model on a corpus: `#{perplexity, tokens}`. Options:

@@ -11,6 +11,7 @@ pub mod feature_search;
 pub mod feature_studies;
 pub mod features;
 pub mod io;
+pub mod jobs;
 pub mod math;
 pub mod model;
 pub mod plot;
@@ -93,6 +94,11 @@ pub fn topics() -> Vec<Topic> {
             "features",
             "reading features: activation records, highlighted examples, dashboards, search, neighbours, neurons",
             features::module(),
+        ),
+        topic(
+            "jobs",
+            "sweeps and harvests as jobs on a local process pool or a Slurm cluster: status, collect, wait",
+            exported_module!(jobs::jobs_api),
         ),
         topic(
             "io",

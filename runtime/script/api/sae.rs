@@ -413,9 +413,11 @@ pub mod sae_api {
     /// row per run: `#{n_features, steps, tokens, compute, loss, mse, l0, explained_variance, dead_fraction, ...}`.
     /// Grid keys and other cfg keys are any `sae(...)` or `s.train(...)` option; `held_out` (activations to evaluate on),
     /// `eval_tokens`, `csv` (one row appended per finished run; a re-run skips them) and `save_dir` configure the sweep.
+    /// With `executor: #{local: #{workers: 2}}` the runs are processes of a pool (the rows come back), with
+    /// `executor: #{slurm: #{partition, gpus_per_task, max_parallel, ...}}` a Slurm job array (a `Job` comes back).
     /// `sweep(#{n_features: [512, 2048], steps: [100, 300]}, #{source: store, held_out: test_store, csv: "runs/sweep.csv"})`
     #[rhai_fn(return_raw)]
-    pub fn sweep(grid: Dynamic, cfg: Map) -> ScriptResult<Array> {
+    pub fn sweep(grid: Dynamic, cfg: Map) -> ScriptResult<Dynamic> {
         crate::script::api::sae_sweep::sweep(&grid, &cfg)
     }
 

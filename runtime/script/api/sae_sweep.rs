@@ -9,13 +9,20 @@ use crate::core::Error;
 use crate::script::convert::option_map;
 use crate::script::error::{describe_error, runtime_error, ScriptResult};
 use crate::script::sweep::{points_of, scalar_map, scalar_row};
-use rhai::{Array, Dynamic, Map};
+use rhai::{Dynamic, Map};
 
 /// The options naming activations (script values), kept out of the spec.
 const SOURCE_KEYS: &[&str] = &["source", "held_out"];
 
 /// `sweep(grid, cfg)`: every grid point's run, resuming from `cfg.csv`.
-pub fn sweep(grid: &Dynamic, cfg: &Map) -> ScriptResult<Array> {
+pub fn sweep(grid: &Dynamic, cfg: &Map) -> ScriptResult<Dynamic> {
+    if cfg.contains_key("executor") {
+        let points = points_of(grid)?
+            .iter()
+            .map(scalar_row)
+            .collect::<ScriptResult<Vec<_>>>()?;
+        return super::jobs::sweep(points, cfg);
+    }
     let source = cfg.get("source").ok_or_else(|| {
         runtime_error("sweep: give the activations, e.g. #{source: store, csv: \"runs.csv\"}")
     })?;
@@ -37,7 +44,9 @@ pub fn sweep(grid: &Dynamic, cfg: &Map) -> ScriptResult<Array> {
         held_out.as_ref().map(|open| open as _),
         &mut |line| crate::script::console::print_line(line),
     )?;
-    Ok(rows.into_iter().map(scalar_map).collect())
+    Ok(Dynamic::from_array(
+        rows.into_iter().map(scalar_map).collect(),
+    ))
 }
 
 /// Opens a script's activations (a tensor or a store) as core asks.
