@@ -19,6 +19,7 @@ use crate::corpus::{Corpus, CorpusOptions};
 use crate::executor::{Executor, JobDir, JobSpec};
 use crate::model::Model;
 use crate::options::OptionMap;
+use crate::precision::Precision;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,10 @@ pub struct HarvestJob {
     /// The GGUF file and the device ("cpu", "cuda") each task loads it on.
     pub model: PathBuf,
     pub device: String,
+    /// The precision each task computes in ("f32", "bf16"): the merged
+    /// store holds one precision, as every store does.
+    #[serde(default = "f32_name")]
+    pub precision: String,
     /// The corpus files, in order, and how their documents are read.
     pub corpus: Vec<String>,
     pub field: String,
@@ -45,6 +50,10 @@ pub struct HarvestJob {
     pub tokens: usize,
     /// Each task's windows and rows.
     pub slices: Vec<Slice>,
+}
+
+fn f32_name() -> String {
+    Precision::F32.name().to_string()
 }
 
 /// One task's part of the corpus.
@@ -80,6 +89,7 @@ pub fn create(
     let job = HarvestJob {
         model: std::path::absolute(&model.path).map_err(|e| Error::io(&model.path, e))?,
         device: crate::tensor::device_name(device),
+        precision: model.precision().name().to_string(),
         corpus: corpus
             .files()
             .iter()
@@ -219,7 +229,8 @@ pub fn run_task(job: &JobDir, index: usize) -> Result<()> {
     let harvest: HarvestJob = job.settings()?;
     job.check_index(index)?;
     let device = crate::tensor::parse_device(&harvest.device)?;
-    let model = Model::load(&harvest.model, device)?;
+    let precision = Precision::parse(&harvest.precision)?;
+    let model = Model::load(&harvest.model, device, precision)?;
     let corpus = Corpus::from_paths(
         &harvest.corpus,
         CorpusOptions {
