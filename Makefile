@@ -23,7 +23,7 @@ PEER_JUPYTER := $(PEER_VENV)/saelab-jupyter-complete
 # SAELens, in a venv of its own (setup/fetch-saelens.sh).
 SAELENS_VENV := $(CACHE)/saelens-venv/saelab-saelens-complete
 
-.PHONY: setup build build-cuda gpu-bundle demo test bench peer-venv clean
+.PHONY: setup build build-cuda gpu-bundle demo test bench peer-venv clean fuzz
 setup: $(SETUP_LIBTORCH) $(MODEL) $(CORPUS)
 
 $(CACHE)/libtorch-$(TORCH_VERSION)-cpu/build-version:
@@ -96,6 +96,15 @@ bench: build
 	./target/release/saelab run benches/steering.rhai
 	./target/release/saelab run benches/records.rhai --set rows=$(RECORD_ROWS)
 	./target/release/saelab run benches/neurons.rhai
+
+# The grammar-based fuzzer (issue 14): N generated programs from SEED (a new
+# seed each run unless given), each failing one minimised into
+# tests/fuzz_corpus/, which `make test` replays. `make test` itself runs a
+# fixed-seed sample (tests/fuzz.rs).
+N ?= 100000
+SEED ?= $(shell date +%s)
+fuzz: build
+	./target/release/saelab fuzz --seed $(SEED) --count $(N) --corpus tests/fuzz_corpus
 
 clean:
 	cargo clean
