@@ -3,6 +3,8 @@
 pub mod activations;
 pub mod analysis;
 pub mod corpus;
+#[cfg(test)]
+mod corruption_tests;
 pub mod cuda;
 pub mod dashboard;
 #[cfg(test)]
@@ -27,4 +29,10 @@ pub mod tensor_format;
 pub mod tensor_io;
 
 pub use error::{Error, Result};
+
+/// Every allocation of the test binary is watched, so the corrupted-file
+/// suites can check that no reader trusts a size it read from a file.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: corruption_tests::LargestAllocation = corruption_tests::LargestAllocation;
 pub use tensor::Tensor;
