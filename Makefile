@@ -23,7 +23,7 @@ PEER_JUPYTER := $(PEER_VENV)/saelab-jupyter-complete
 # SAELens, in a venv of its own (setup/fetch-saelens.sh).
 SAELENS_VENV := $(CACHE)/saelens-venv/saelab-saelens-complete
 
-.PHONY: setup build build-cuda gpu-bundle demo test bench peer-venv slurm clean
+.PHONY: setup build build-cuda gpu-bundle demo test bench peer-venv slurm clean fuzz faults
 setup: $(SETUP_LIBTORCH) $(MODEL) $(CORPUS)
 
 $(CACHE)/libtorch-$(TORCH_VERSION)-cpu/build-version:
@@ -102,6 +102,22 @@ bench: build
 # Slurm's and munge's programs (apt-get, once per machine; quick when present).
 slurm:
 	setup/fetch-slurm.sh
+
+# The grammar-based fuzzer (issue 14): N generated programs from SEED (a new
+# seed each run unless given), each failing one minimised into
+# tests/fuzz_corpus/, which `make test` replays. `make test` itself runs a
+# fixed-seed sample (tests/fuzz.rs).
+N ?= 100000
+SEED ?= $(shell date +%s)
+fuzz: build
+	./target/release/saelab fuzz --seed $(SEED) --count $(N) --corpus tests/fuzz_corpus
+
+# Fault trials for long jobs (issue 14): kill -9 at random moments, disk
+# full and an unwritable output folder, for SAE training with checkpoints
+# and a sweep; the figures are in the README's Reliability section.
+TRIALS ?= 20
+faults: build
+	tests/faults/faults.sh ./target/release/saelab $(TRIALS)
 
 clean:
 	cargo clean

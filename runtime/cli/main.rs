@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod fuzz;
 mod job;
 mod kernel;
 mod notebook;
@@ -67,6 +68,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<KernelAction>,
     },
+    /// Fuzz the script surface with generated programs (`make fuzz`; issue 14).
+    #[command(hide = true)]
+    Fuzz(fuzz::FuzzArgs),
 }
 
 #[derive(Subcommand)]
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
     openmp::ensure_passive_wait_policy();
     let cli = Cli::parse();
     saelab::core::interrupt::install_handler();
+    saelab::core::scalar_op::install_panic_hook();
     match cli.command {
         None => repl::run_repl(),
         Some(Command::Run { file, set }) => run::run_script(&file, &set),
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
             action,
         }) => run_kernel_command(connection_file, action),
         Some(Command::Job { action }) => job::run_job_command(action),
+        Some(Command::Fuzz(args)) => fuzz::run_fuzz(&args),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Conversions between Rhai values (arrays, maps, numbers) and core types:
 //! shapes, flat f64 data, nested arrays and option maps.
+use crate::core::memory;
 use crate::core::options::OptionMap;
 use crate::core::sweep::{Cell, Scalar};
 use crate::core::Tensor;
@@ -7,8 +8,18 @@ use crate::script::error::{runtime_error, ScriptResult};
 use rhai::{Array, Dynamic, Map, FLOAT, INT};
 use tch::Kind;
 
-/// A shape given as one integer or an array of integers.
+/// The shape of a new tensor, given as one integer or an array of
+/// integers; a shape whose f32 tensor could not fit in the memory available
+/// is refused before libtorch tries (see `core::memory`).
 pub fn shape(value: &Dynamic) -> ScriptResult<Vec<i64>> {
+    let dims = dims_of(value)?;
+    memory::ensure_fits(memory::bytes_of(&dims, 4), || {
+        format!("a tensor of shape {dims:?}")
+    })?;
+    Ok(dims)
+}
+
+fn dims_of(value: &Dynamic) -> ScriptResult<Vec<i64>> {
     if let Some(n) = value.clone().try_cast::<INT>() {
         return non_negative_dims(vec![n]);
     }

@@ -2,7 +2,7 @@
 //! notebooks, tests): native packages, the `@` operator, the module
 //! resolver, explicit limits, output routing and Ctrl-C handling.
 use crate::core::interrupt;
-use crate::script::{api, console, stdlib};
+use crate::script::{api, console, debug_functions, stdlib};
 use rhai::Engine;
 use std::path::PathBuf;
 
@@ -33,6 +33,7 @@ pub fn new_engine(options: EngineOptions) -> Engine {
     if let Err(err) = engine.register_custom_operator("@", MATMUL_PRECEDENCE) {
         eprintln!("warning: the @ operator is unavailable: {err}");
     }
+    debug_functions::register_if_enabled(&mut engine);
     engine.set_module_resolver(stdlib::Resolver::new(options.script_dir));
     engine.on_print(console::print_line);
     engine.on_debug(|text, source, pos| {

@@ -1,7 +1,7 @@
 //! Turning core and libtorch failures into Rhai runtime errors. Rhai fills
 //! in the script position of the failing call, so every message reaches the
 //! user as `FILE:LINE:COL: message`.
-use rhai::{EvalAltResult, Position};
+use rhai::{EvalAltResult, NativePanic, Position};
 use std::path::Path;
 
 pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
@@ -47,7 +47,10 @@ pub fn describe_error(err: &EvalAltResult) -> (String, Position) {
         }
     }
     let message = match current {
-        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        EvalAltResult::ErrorRuntime(value, _) => match value.read_lock::<NativePanic>() {
+            Some(panic) => bug_message(&panic),
+            None => value.to_string(),
+        },
         EvalAltResult::ErrorTerminated(_, _) => "interrupted".to_string(),
         // Display appends " (line L, position P)"; the caller prints the position itself.
         other => {
@@ -57,6 +60,46 @@ pub fn describe_error(err: &EvalAltResult) -> (String, Position) {
         }
     };
     (message, position)
+}
+
+/// The last line of defence (issue 14): a panic that escaped a native
+/// function (caught by the guard in vendor/rhai, or by `Session::eval`) reads
+/// as a bug report, and the session that raised it lives on.
+pub fn bug_message(panic: &NativePanic) -> String {
+    format!(
+        "{}: {} (this is a bug in saelab, please report it with the script that \
+         triggered it; your session and its variables are kept)",
+        panic.function, panic.message
+    )
+}
+
+/// Whether an evaluation error is a caught panic rather than a script mistake.
+pub fn is_panic(err: &EvalAltResult) -> bool {
+    let mut current = err;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, nested, _)
+    | EvalAltResult::ErrorInModule(_, nested, _) = current
+    {
+        current = nested;
+    }
+    matches!(current, EvalAltResult::ErrorRuntime(value, _) if value.is::<NativePanic>())
+}
+
+/// A panic caught around a whole evaluation (outside any native function),
+/// as the same runtime error the guard gives; it has no script position.
+pub fn panic_error(payload: &(dyn std::any::Any + Send)) -> Box<EvalAltResult> {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    let panic = NativePanic {
+        function: "the script engine".into(),
+        message,
+    };
+    Box::new(EvalAltResult::ErrorRuntime(
+        rhai::Dynamic::from(panic),
+        Position::NONE,
+    ))
 }
 
 /// Where an error happened, to print before its message: `FILE:LINE:COL: `

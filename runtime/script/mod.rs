@@ -4,9 +4,11 @@
 pub mod api;
 pub mod console;
 pub mod convert;
+pub mod debug_functions;
 pub mod display;
 pub mod engine;
 pub mod error;
+pub mod fuzz;
 pub mod help;
 pub mod hooks;
 pub mod session;

@@ -4,8 +4,10 @@
 //! what an input prints (evcxr keeps
 //! one `EvalContext` behind its REPL and its kernel the same way).
 use crate::script::console::{self, Captured};
+use crate::script::error::panic_error;
 use crate::script::{new_engine, EngineOptions};
 use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Position, Scope, AST};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub struct Session {
     engine: Engine,
@@ -65,9 +67,14 @@ impl Session {
         }
         let imports = self.import_statements(text);
         let program = self.imports.merge(&self.functions).merge(&ast);
-        let result = self
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &program);
+        // Native calls are guarded where they are made (vendor/rhai), with
+        // the call's position; this catches what panics elsewhere (a print
+        // hook, the engine itself), so no front end loses its session.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.engine
+                .eval_ast_with_scope::<Dynamic>(&mut self.scope, &program)
+        }))
+        .unwrap_or_else(|payload| Err(panic_error(payload.as_ref())));
         self.functions = self.functions.merge(&ast.clone_functions_only());
         if result.is_ok() {
             if let Some(imports) = imports {

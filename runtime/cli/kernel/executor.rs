@@ -16,7 +16,6 @@ use saelab::script::display::format_value;
 use saelab::script::help::HelpIndex;
 use saelab::script::{completeness, Completeness, EngineOptions, Session};
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::Receiver;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -195,13 +194,12 @@ impl Executor {
         let publisher = self.publisher.clone();
         let parent = request.clone();
         console::stream_to(move |item| publisher.send(outputs::captured_content(item), &parent));
-        let result = catch_unwind(AssertUnwindSafe(|| self.session.eval(code, None)));
+        let result = self.session.eval(code, None);
         console::stop_streaming();
         self.publisher.end(request);
         match result {
-            Ok(Ok(value)) => Outcome::Value(value),
-            Ok(Err(err)) => Outcome::Failed(outputs::error_output(&err, code)),
-            Err(panic) => Outcome::Failed(outputs::panic_output(panic.as_ref())),
+            Ok(value) => Outcome::Value(value),
+            Err(err) => Outcome::Failed(outputs::error_output(&err, code)),
         }
     }
 
@@ -419,7 +417,10 @@ mod tests {
         match executor.run_cell("explode()", &request) {
             Outcome::Failed(error) => {
                 assert_eq!(error.ename, "Panic");
-                assert_eq!(error.evalue, "binding bug");
+                assert!(error.evalue.starts_with("explode: binding bug"));
+                assert!(error.evalue.contains("this is a bug in saelab"));
+                // The traceback points at the call, as for any script error.
+                assert!(error.traceback[0].starts_with("Panic at line 1, column 1"));
             }
             _ => panic!("a panic must become an error"),
         }

@@ -13,6 +13,7 @@ use saelab::script::api::plot::Figure;
 use saelab::script::console::{display_dir, format_table, Captured};
 use saelab::script::describe_error;
 use saelab::script::display::format_value;
+use saelab::script::error::is_panic;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -209,6 +210,8 @@ pub fn error_output(err: &EvalAltResult, code: &str) -> ErrorOutput {
     let (message, position) = describe_error(err);
     let ename = if matches!(err, EvalAltResult::ErrorParsing(..)) {
         "ParseError"
+    } else if is_panic(err) {
+        "Panic"
     } else if message == "interrupted" || interrupt::requested() {
         "Interrupted"
     } else {
@@ -235,20 +238,6 @@ pub fn error_output(err: &EvalAltResult, code: &str) -> ErrorOutput {
         ename: ename.into(),
         evalue: message,
         traceback,
-    }
-}
-
-/// A panic inside a native function, reported like any error.
-pub fn panic_output(payload: &(dyn std::any::Any + Send)) -> ErrorOutput {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a native function panicked".into());
-    ErrorOutput {
-        ename: "Panic".into(),
-        evalue: message.clone(),
-        traceback: vec![format!("Panic: {message} (the session is kept)")],
     }
 }
 

@@ -183,7 +183,21 @@ impl MappedArray {
         // process truncating it underneath us would be undefined behaviour.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let header = parse_header(&map, path)?;
-        let needed = header.shape.iter().product::<usize>() * header.dtype.size();
+        // Checked: a corrupt header's shape must not wrap around to a small
+        // size that passes the length check (found by the corrupted-file suite).
+        let needed = header
+            .shape
+            .iter()
+            .try_fold(header.dtype.size(), |acc, &d| acc.checked_mul(d))
+            .and_then(|n| n.checked_add(header.data_offset));
+        let Some(needed) = needed else {
+            return Err(Error::invalid(format!(
+                "{} is not a usable .npy file: shape {:?} is larger than any file",
+                path.display(),
+                header.shape
+            )));
+        };
+        let needed = needed - header.data_offset;
         if map.len() < header.data_offset + needed {
             return Err(Error::invalid(format!(
                 "{} is truncated: shape {:?} needs {needed} bytes of data, the file holds {}",

@@ -333,6 +333,9 @@ impl Store {
         if self.len == 0 {
             return Err(Error::invalid("the store is empty"));
         }
+        // f32 rows and their indices; found by the fuzzer: `batch(2^40)` aborted.
+        let bytes = (n as u64).checked_mul(self.dim as u64 * 4 + 8);
+        crate::memory::ensure_fits(bytes, || format!("a batch of {n} rows of {}", self.dim))?;
         let indices = self.shuffle.borrow_mut().next(n);
         self.rows(&indices)
     }

@@ -158,6 +158,18 @@ pub fn training_summary(dir: &Path) -> Result<Option<Value>> {
 /// Loads an SAE from a folder in SAELens's layout, written by saelab or by SAELens.
 /// Weights are loaded as f32 whatever dtype the file uses.
 pub fn load(dir: &Path, device: tch::Device) -> Result<Sae> {
+    // An error that names no file comes from the settings of cfg.json and
+    // saelab.json together (a corrupted-file suite found them unnamed).
+    let shown = dir.display().to_string();
+    load_folder(dir, device).map_err(|e| match e.to_string() {
+        message if message.contains(&shown) => e,
+        message => Error::invalid(format!(
+            "{shown}: {message} (from {CFG_FILE} and {SAELAB_FILE})"
+        )),
+    })
+}
+
+fn load_folder(dir: &Path, device: tch::Device) -> Result<Sae> {
     let cfg_path = dir.join(CFG_FILE);
     if !cfg_path.exists() {
         return Err(Error::invalid(format!(
@@ -177,6 +189,11 @@ pub fn load(dir: &Path, device: tch::Device) -> Result<Sae> {
         true => Some(read_json(&ours_path)?),
         false => None,
     };
+    if let Some(architecture) = saelab_architecture(ours.as_ref()) {
+        // Checked here so the error names saelab.json, not cfg.json.
+        SaeConfig::new(architecture, 1, 1)
+            .map_err(|e| Error::invalid(format!("{}: {e}", ours_path.display())))?;
+    }
     let mut cfg = config_from_saelens(fields, &cfg_path, saelab_architecture(ours.as_ref()))?;
     cfg.device = device;
     if let Some(ours) = &ours {

@@ -1,6 +1,7 @@
 //! Data with known ground truth for checking that an SAE finds features:
 //! sparse non-negative combinations of more unit directions than dimensions
 //! (the toy setting of *Toy Models of Superposition*, Elhage et al. 2022).
+use crate::scalar_op::scalar_op;
 use crate::{Error, Result};
 use tch::{Device, Kind};
 
@@ -49,9 +50,16 @@ pub fn max_cosine_similarity(
     decoder: &tch::Tensor,
 ) -> Result<tch::Tensor> {
     let _guard = tch::no_grad_guard();
+    let (a, b) = (directions.size(), decoder.size());
+    if a.len() != 2 || b.len() != 2 || a[1] != b[1] {
+        return Err(Error::invalid(format!(
+            "max_cosine_similarity needs two matrices [n, d] of the same width d, got {a:?} and {b:?}"
+        )));
+    }
     let unit = |t: &tch::Tensor| -> Result<tch::Tensor> {
         let t = t.f_to(Device::Cpu)?.f_totype(Kind::Float)?;
-        Ok(t.f_div(&t.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?)?)
+        let norms = scalar_op(|| t.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12))?;
+        Ok(t.f_div(&norms)?)
     };
     let similarity = unit(directions)?.f_matmul(&unit(decoder)?.f_transpose(0, 1)?)?;
     Ok(similarity.f_amax([1], false)?)

@@ -1,6 +1,7 @@
 //! Arithmetic and comparison operators (tensor ⊕ tensor, tensor ⊕ number,
 //! number ⊕ tensor, with broadcasting), `@` for matrix products,
 //! elementwise functions and reductions.
+use crate::core::scalar_op::scalar_op;
 use crate::core::Tensor;
 use crate::script::error::{OrScriptError, ScriptResult};
 use rhai::plugin::*;
@@ -113,16 +114,16 @@ pub fn module() -> Module {
             wrap(tt(a.inner(), b.inner()))
         });
         reg().set_into_module(&mut module, move |a: Tensor, s: FLOAT| {
-            wrap(ts(a.inner(), s))
+            wrap(scalar_op(|| ts(a.inner(), s)))
         });
         reg().set_into_module(&mut module, move |a: Tensor, s: INT| {
-            wrap(ts(a.inner(), s as f64))
+            wrap(scalar_op(|| ts(a.inner(), s as f64)))
         });
         reg().set_into_module(&mut module, move |s: FLOAT, b: Tensor| {
-            wrap(st(s, b.inner()))
+            wrap(scalar_op(|| st(s, b.inner())))
         });
         reg().set_into_module(&mut module, move |s: INT, b: Tensor| {
-            wrap(st(s as f64, b.inner()))
+            wrap(scalar_op(|| st(s as f64, b.inner())))
         });
     }
     FuncRegistration::new("-").set_into_module(&mut module, |a: Tensor| wrap(a.inner().f_neg()));
@@ -152,7 +153,7 @@ pub enum Reduction {
 pub fn reduce(t: &Tensor, how: Reduction, dim: Option<i64>, keepdim: bool) -> ScriptResult<Tensor> {
     let x = t.inner();
     let none = None::<tch::Kind>;
-    let result = match (how, dim) {
+    let result = scalar_op(|| match (how, dim) {
         (Reduction::Sum, None) => x.f_sum(none),
         (Reduction::Sum, Some(d)) => x.f_sum_dim_intlist([d].as_slice(), keepdim, none),
         (Reduction::Mean, None) => x.f_mean(none),
@@ -169,7 +170,7 @@ pub fn reduce(t: &Tensor, how: Reduction, dim: Option<i64>, keepdim: bool) -> Sc
         (Reduction::Var, Some(d)) => x.f_var_dim([d].as_slice(), true, keepdim),
         (Reduction::Std, None) => x.f_std(true),
         (Reduction::Std, Some(d)) => x.f_std_dim([d].as_slice(), true, keepdim),
-    };
+    });
     wrap(result)
 }
 
@@ -232,13 +233,13 @@ pub mod math_api {
     /// x^e elementwise. `x.pow(2.0)`
     #[rhai_fn(pure, return_raw)]
     pub fn pow(t: &mut Tensor, exponent: FLOAT) -> ScriptResult<Tensor> {
-        wrap(t.inner().f_pow_tensor_scalar(exponent))
+        wrap(scalar_op(|| t.inner().f_pow_tensor_scalar(exponent)))
     }
 
     /// x^e elementwise with an integer exponent. `x.pow(2)`
     #[rhai_fn(name = "pow", pure, return_raw)]
     pub fn pow_int(t: &mut Tensor, exponent: INT) -> ScriptResult<Tensor> {
-        wrap(t.inner().f_pow_tensor_scalar(exponent))
+        wrap(scalar_op(|| t.inner().f_pow_tensor_scalar(exponent)))
     }
 
     /// Limits values to [min, max]. `x.clamp(-1.0, 1.0)`
@@ -249,7 +250,7 @@ pub mod math_api {
                 "clamp: min {min} is greater than max {max}"
             )));
         }
-        wrap(t.inner().f_clamp(min, max))
+        wrap(scalar_op(|| t.inner().f_clamp(min, max)))
     }
 
     /// Limits values to [min, max] with integer bounds. `x.clamp(0, 10)`
@@ -261,7 +262,7 @@ pub mod math_api {
     /// Limits values from below only. `x.clamp_min(0.0)`
     #[rhai_fn(pure, return_raw)]
     pub fn clamp_min(t: &mut Tensor, min: FLOAT) -> ScriptResult<Tensor> {
-        wrap(t.inner().f_clamp_min(min))
+        wrap(scalar_op(|| t.inner().f_clamp_min(min)))
     }
 
     /// Softmax along a dimension (rows sum to 1). `logits.softmax(-1)`

@@ -1,4 +1,5 @@
 //! Reshaping, joining, slicing and indexing tensors.
+use crate::core::scalar_op::scalar_op;
 use crate::core::Tensor;
 use crate::script::error::{runtime_error, OrScriptError, ScriptResult};
 use rhai::plugin::*;
@@ -173,7 +174,7 @@ pub mod shape_api {
     #[rhai_fn(index_set, return_raw)]
     pub fn set_index_float(t: &mut Tensor, i: INT, value: FLOAT) -> ScriptResult<()> {
         let mut slot = index(t, i)?.inner().shallow_clone();
-        let _ = slot.f_fill_(value).or_script_error()?;
+        let _ = scalar_op(|| slot.f_fill_(value)).or_script_error()?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! Creating tensors, reading their properties, moving them between devices
 //! and dtypes, and printing them.
+use crate::core::scalar_op::scalar_op;
 use crate::core::tensor::{parse_device, parse_kind};
 use crate::core::Tensor;
 use crate::script::convert::Options;
@@ -78,17 +79,14 @@ pub mod tensor_api {
     /// A tensor filled with one value. `full([2, 2], 0.5)`
     #[rhai_fn(return_raw)]
     pub fn full(shape: Dynamic, value: FLOAT) -> ScriptResult<Tensor> {
-        wrap(tch::Tensor::f_full(convert::shape(&shape)?, value, CPU_F32))
+        let shape = convert::shape(&shape)?;
+        wrap(scalar_op(|| tch::Tensor::f_full(&shape, value, CPU_F32)))
     }
 
     /// A tensor filled with one integer value (f32). `full([2, 2], 7)`
     #[rhai_fn(name = "full", return_raw)]
     pub fn full_int(shape: Dynamic, value: INT) -> ScriptResult<Tensor> {
-        wrap(tch::Tensor::f_full(
-            convert::shape(&shape)?,
-            value as f64,
-            CPU_F32,
-        ))
+        full(shape, value as FLOAT)
     }
 
     /// Standard-normal samples (repeatable after `seed(n)`). `randn([128, 64])`
@@ -124,17 +122,17 @@ pub mod tensor_api {
     /// The integers 0..n as an i64 tensor. `arange(5)`
     #[rhai_fn(return_raw)]
     pub fn arange(n: INT) -> ScriptResult<Tensor> {
-        wrap(tch::Tensor::f_arange(n, (Kind::Int64, Device::Cpu)))
+        wrap(scalar_op(|| {
+            tch::Tensor::f_arange(n, (Kind::Int64, Device::Cpu))
+        }))
     }
 
     /// The integers a..b as an i64 tensor. `arange(2, 6)`
     #[rhai_fn(name = "arange", return_raw)]
     pub fn arange_range(start: INT, end: INT) -> ScriptResult<Tensor> {
-        wrap(tch::Tensor::f_arange_start(
-            start,
-            end,
-            (Kind::Int64, Device::Cpu),
-        ))
+        wrap(scalar_op(|| {
+            tch::Tensor::f_arange_start(start, end, (Kind::Int64, Device::Cpu))
+        }))
     }
 
     /// `n` evenly spaced values from `a` to `b` inclusive. `linspace(0.0, 1.0, 5)`
@@ -145,7 +143,9 @@ pub mod tensor_api {
                 "linspace: steps must be >= 0, got {steps}"
             )));
         }
-        wrap(tch::Tensor::f_linspace(start, end, steps, CPU_F32))
+        wrap(scalar_op(|| {
+            tch::Tensor::f_linspace(start, end, steps, CPU_F32)
+        }))
     }
 
     /// `linspace` with integer end points. `linspace(0, 10, 11)`

@@ -45,6 +45,12 @@ pub enum GgufError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Any other error, with the file it is about.
+    #[error("{path}: {source}")]
+    InFile {
+        path: PathBuf,
+        source: Box<GgufError>,
+    },
     #[error("not a GGUF file: it starts with {found:?}, expected \"GGUF\"")]
     BadMagic { found: String },
     #[error("GGUF version {0} is not supported (this reader handles versions 2 and 3)")]
@@ -346,7 +352,10 @@ impl GgufFile {
         // rewriting the model file while it is open would be undefined
         // behaviour; like safetensors and candle we accept that for model files.
         let map = unsafe { Mmap::map(&file) }.map_err(io_error)?;
-        Self::parse(Storage::Mapped(map))
+        Self::parse(Storage::Mapped(map)).map_err(|source| GgufError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
     }
 
     /// Parses a GGUF file held in memory (tests build these by hand).
