@@ -4,6 +4,7 @@ threads, in one run.
 
     python3 benches/model_throughput.py [--saelab target/release/saelab] [--threads 2]
         [--tokens 4096] [--reps 5] [--new-tokens 64] [--device cuda] [--batch 64] [--json medians.json]
+        [--precisions f32,bf16]
 
 Each repetition runs, in turn (A B C D A B C D ...; medians reported, as the
 machine is shared and noisy):
@@ -20,6 +21,12 @@ machine is shared and noisy):
                       head (`config.num_hidden_layers = 15` on the base model,
                       the output of block 14 read by a forward hook)
   generate            `model.generate`, greedy, KV cache, same prompt and length
+
+With bf16 among `--precisions` (the default), each repetition also runs
+saelab with `load_model(#{precision: "bf16"})` and transformers' 15-block
+harvest on a copy of the model in `torch.bfloat16` (what a PyTorch user
+writes: `model.to(torch.bfloat16)`; its RMSNorm upcasts to f32 inside, as
+saelab's does), and reports bf16 against f32 and against transformers in bf16.
 
 The transformers rows run on the windows saelab harvested (read back from its
 store's `.windows.npy`), already tokenised, without `use_cache`, in
@@ -65,6 +72,8 @@ def parse_args():
     p.add_argument("--device", default="cpu", help="cpu or cuda, for both sides")
     p.add_argument("--batch", type=int, default=8, help="windows per forward pass, both sides")
     p.add_argument("--json", help="also write the medians (tokens/s) to this file")
+    p.add_argument("--precisions", default="f32,bf16",
+                   help="comma-separated: f32 always runs; bf16 adds saelab and transformers in bf16")
     p.add_argument("--omp-wait-policy", default=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     return p.parse_args()
 
@@ -110,12 +119,13 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_saelab(args, out):
+def run_saelab(args, out, precision="f32"):
     """One repetition in a fresh process: its printed figures, peak RSS in bytes."""
     command = [
         args.saelab, "run", str(ROOT / "benches/model_throughput.rhai"),
         "--set", f"out={out}", "--set", f"tokens={args.tokens}", "--set", f"new_tokens={args.new_tokens}",
         "--set", f"prompt={PROMPT}", "--set", f"device={args.device}", "--set", f"batch_size={args.batch}",
+        "--set", f"precision={precision}",
     ]
     done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, text=True)
     if done.returncode != 0:
@@ -243,7 +253,11 @@ def main():
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
     peer = import_peer()
-    rates = {k: [] for k in ["saelab", "full", "truncated", "gen_saelab", "gen_torch"]}
+    bf16 = "bf16" in args.precisions.split(",")
+    keys = ["saelab", "full", "truncated", "gen_saelab", "gen_torch"]
+    if bf16:
+        keys += ["saelab_bf16", "truncated_bf16", "gen_saelab_bf16"]
+    rates = {k: [] for k in keys}
     peak = {}
     if peer:
         torch, transformers = peer
@@ -252,6 +266,9 @@ def main():
         print(f"transformers {transformers.__version__}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, {model.config._attn_implementation} attention, "
               f"{args.device}")
+        if bf16:
+            _, model_bf16 = load_peer(torch, transformers, args.device)
+            model_bf16 = model_bf16.to(torch.bfloat16)
     windows = None
     for rep in range(args.reps):
         out = Path(tempfile.mkdtemp(prefix="saelab-bench-"))
@@ -265,6 +282,14 @@ def main():
         rates["saelab"].append(rows / figures["harvest_seconds"])
         rates["gen_saelab"].append(figures["generate_tokens"] / figures["generate_seconds"])
         peak["saelab"] = max(peak.get("saelab", 0), figures["peak_rss"])
+        if bf16:
+            out = Path(tempfile.mkdtemp(prefix="saelab-bench-"))
+            try:
+                figures = run_saelab(args, out / "acts", "bf16")
+            finally:
+                shutil.rmtree(out)
+            rates["saelab_bf16"].append(figures["harvest_rows"] / figures["harvest_seconds"])
+            rates["gen_saelab_bf16"].append(figures["generate_tokens"] / figures["generate_seconds"])
         if peer:
             if rep == 0:  # warm-up, and the check that both compute the same rows
                 check_same_rows(torch, harvest_truncated(torch, model, windows[:1], 1), reference)
@@ -277,6 +302,11 @@ def main():
             rates["truncated"].append(rows / secs)
             n, secs = timed(generate, torch, model, tokenizer, args.new_tokens)
             rates["gen_torch"].append(n / secs)
+            if bf16:
+                if rep == 0:  # the bf16 kernels' first call
+                    harvest_truncated(torch, model_bf16, windows[: args.batch], args.batch)
+                _, secs = timed(harvest_truncated, torch, model_bf16, windows, args.batch)
+                rates["truncated_bf16"].append(rows / secs)
         print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items() if v), flush=True)
     print(f"\nSmolLM2-135M layer {LAYER}, context 128, batches of {args.batch}, {int(rows)} rows per harvest, "
           f"{args.device}, {args.threads} threads, OMP_WAIT_POLICY={args.omp_wait_policy}:")
@@ -285,10 +315,18 @@ def main():
         full = summary("harvest, transformers (30 blocks+head)", rates["full"])
         trunc = summary("harvest, transformers (15 blocks)", rates["truncated"])
         print(f"  ratio saelab / transformers: {ours / full:.2f}x (full), {ours / trunc:.2f}x (15 blocks)")
+    if bf16:
+        ours_bf16 = summary("harvest, saelab bf16", rates["saelab_bf16"])
+        print(f"  ratio saelab bf16 / saelab f32: {ours_bf16 / ours:.2f}x (goal >= 2)")
+        if peer:
+            trunc_bf16 = summary("harvest, transformers bf16 (15 blocks)", rates["truncated_bf16"])
+            print(f"  ratio saelab bf16 / transformers bf16: {ours_bf16 / trunc_bf16:.2f}x (15 blocks; goal >= 1.2)")
     gen = summary(f"generate {args.new_tokens}, saelab", rates["gen_saelab"])
     if peer:
         gen_torch = summary(f"generate {args.new_tokens}, transformers", rates["gen_torch"])
         print(f"  ratio saelab / transformers: {gen / gen_torch:.2f}x")
+    if bf16:
+        summary(f"generate {args.new_tokens}, saelab bf16", rates["gen_saelab_bf16"])
     print(f"  peak RSS: saelab {peak['saelab'] / 1e9:.2f} GB (whole process)", end="")
     if peer:
         print(f", transformers {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9:.2f} GB (this Python)")

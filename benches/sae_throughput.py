@@ -134,6 +134,16 @@ def read_runs(paths):
     return runs, {p: statistics.median(v) for p, v in peaks.items()}
 
 
+# (run, numerator precision, denominator precision, goal): the bf16 issue's
+# ratios across precisions, printed when both precisions ran.
+CROSS_RATIOS = [
+    ("native relu", "bf16", "f32", 2.0),
+    ("native topk", "bf16", "f32", 2.0),
+    ("pytorch relu", "bf16", "f32", None),
+    ("pytorch topk", "bf16", "f32", None),
+]
+
+
 def flops_per_token(run, n):
     return 2 * D * n + 8 * D * K if run == "native topk" else 10 * D * n
 
@@ -161,6 +171,21 @@ def summarize(paths):
                     ratio = statistics.median(runs[(precision, n, top)]) / statistics.median(runs[(precision, n, bottom)])
                     shown = f"≥{goal:g}" if goal else ""
                     print(f"{top + ' / ' + bottom:<30} {n:>10} {ratio:>7.2f} {shown:>6}")
+    print_cross_ratios(runs)
+
+
+def print_cross_ratios(runs):
+    """The same loop in two precisions (bf16 against f32), where both ran."""
+    lines = []
+    for run, top, bottom, goal in CROSS_RATIOS:
+        for n in sorted({n for _, n, r in runs if r == run}):
+            if (top, n, run) in runs and (bottom, n, run) in runs:
+                ratio = statistics.median(runs[(top, n, run)]) / statistics.median(runs[(bottom, n, run)])
+                shown = f"≥{goal:g}" if goal else ""
+                lines.append(f"{run + ' ' + top + ' / ' + bottom:<30} {n:>10} {ratio:>7.2f} {shown:>6}")
+    if lines:
+        print(f"\n{'ratio across precisions':<30} {'n_features':>10} {'ratio':>7} {'goal':>6}")
+        print("\n".join(lines))
 
 
 def main():

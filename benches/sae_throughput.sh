@@ -9,7 +9,10 @@
 # Environment: SAELAB (./target/release/saelab), PYTHON (python3; needs
 # torch for the PyTorch side, which is skipped otherwise), THREADS (nproc),
 # STEPS (timed steps per loop, 6), WIDTH (one n_features instead of both),
-# DEVICE (cpu; cuda for a GPU) and PRECISION (f32; tf32 or bf16).
+# DEVICE (cpu; cuda for a GPU) and PRECISIONS (the precisions to run, each
+# side by side with PyTorch; "f32 bf16" by default; PRECISION=x runs one).
+# bf16 on the PyTorch side is `torch.autocast("cpu"/"cuda", torch.bfloat16)`
+# around the forward pass, f32 weights and Adam, as saelab's trainer keeps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SAELAB=${SAELAB:-./target/release/saelab}
@@ -20,8 +23,9 @@ REPS=${1:-3}
 rows=$(mktemp -d)
 trap 'rm -rf "$rows"' EXIT
 
-saelab_args=(--set "steps=$STEPS" --set "device=${DEVICE:-cpu}" --set "precision=${PRECISION:-f32}")
-pytorch_args=(--threads "$THREADS" --steps "$STEPS" --device "${DEVICE:-cpu}" --precision "${PRECISION:-f32}")
+PRECISIONS=${PRECISIONS:-${PRECISION:-f32 bf16}}
+saelab_args=(--set "steps=$STEPS" --set "device=${DEVICE:-cpu}")
+pytorch_args=(--threads "$THREADS" --steps "$STEPS" --device "${DEVICE:-cpu}")
 if [ -n "${WIDTH:-}" ]; then
     saelab_args+=(--set "width=$WIDTH")
     pytorch_args+=(--width "$WIDTH")
@@ -33,13 +37,15 @@ if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
 fi
 
 for rep in $(seq 1 "$REPS"); do
-    echo "== repetition $rep of $REPS: saelab"
-    OMP_NUM_THREADS=$THREADS "$SAELAB" run benches/sae_throughput.rhai \
-        "${saelab_args[@]}" --set "csv=$rows/saelab-$rep.csv"
-    if [ -n "$peer" ]; then
-        echo "== repetition $rep of $REPS: PyTorch"
-        OMP_NUM_THREADS=$THREADS "$PYTHON" benches/sae_throughput.py \
-            "${pytorch_args[@]}" --csv "$rows/pytorch-$rep.csv"
-    fi
+    for precision in $PRECISIONS; do
+        echo "== repetition $rep of $REPS, $precision: saelab"
+        OMP_NUM_THREADS=$THREADS "$SAELAB" run benches/sae_throughput.rhai \
+            "${saelab_args[@]}" --set "precision=$precision" --set "csv=$rows/saelab-$precision-$rep.csv"
+        if [ -n "$peer" ]; then
+            echo "== repetition $rep of $REPS, $precision: PyTorch"
+            OMP_NUM_THREADS=$THREADS "$PYTHON" benches/sae_throughput.py \
+                "${pytorch_args[@]}" --precision "$precision" --csv "$rows/pytorch-$precision-$rep.csv"
+        fi
+    done
 done
 "$PYTHON" benches/sae_throughput.py --summarize "$rows"/*.csv

@@ -47,10 +47,53 @@ impl Precision {
         }
     }
 
+    /// Says once per process, on stderr, that bf16 was asked of a CPU that
+    /// emulates it: it still runs, but libtorch's fallback can be far slower
+    /// than f32 (the README's precision section has a measurement).
+    pub fn warn_if_emulated(self, device: tch::Device) {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        if self == Precision::Bf16 && !bf16_is_native(device) {
+            WARNED.call_once(|| {
+                eprintln!(
+                    "warning: this CPU has no bf16 matrix instructions (AVX512-BF16): precision \"bf16\" runs, but emulated, and can be much slower than \"f32\""
+                )
+            });
+        }
+    }
+
     /// Turns TF32 on for as long as the guard lives when this precision asks for it.
     pub fn matmul_guard(self) -> Option<crate::cuda::Tf32Guard> {
         (self == Precision::Tf32).then(|| crate::cuda::Tf32Guard::new(true))
     }
+}
+
+/// Whether `device` multiplies bf16 matrices in hardware, where bf16 pays:
+/// x86 CPUs with AVX512-BF16 (AMX CPUs have it too), Arm CPUs with the BF16
+/// extension, and CUDA GPUs. Elsewhere libtorch still computes bf16 (it
+/// converts to f32 around its kernels) but gains no speed.
+///
+/// CUDA is taken as native because tch exposes no compute capability; GPUs
+/// before Ampere (8.0) run bf16 without a gain, which the README says.
+pub fn bf16_is_native(device: tch::Device) -> bool {
+    match device {
+        tch::Device::Cpu => cpu_has_bf16(),
+        _ => true,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn cpu_has_bf16() -> bool {
+    std::arch::is_x86_feature_detected!("avx512bf16")
+}
+
+#[cfg(target_arch = "aarch64")]
+fn cpu_has_bf16() -> bool {
+    std::arch::is_aarch64_feature_detected!("bf16")
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn cpu_has_bf16() -> bool {
+    false
 }
 
 impl std::str::FromStr for Precision {

@@ -71,6 +71,7 @@ impl Model {
                 path.display()
             )));
         }
+        precision.warn_if_emulated(device);
         let gguf = GgufFile::open(path)?;
         let llama = Llama::load(&gguf, device, precision)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;

@@ -393,6 +393,7 @@ impl Sae {
     /// The weights in `precision`'s compute dtype: these for f32, else
     /// differentiable copies (gradients reach the f32 masters).
     fn weights_in(&self, precision: Precision) -> Result<Weights> {
+        precision.warn_if_emulated(self.cfg.device);
         match precision.compute_kind() {
             Kind::Float => Ok(self.weights.clone()),
             kind => self.weights.cast(kind),

@@ -203,6 +203,15 @@ pub mod tensor_api {
         tch::Cuda::is_available()
     }
 
+    /// Whether a device ("cpu", "cuda") multiplies bf16 in hardware, so that
+    /// `precision: "bf16"` is faster there: CPUs with AVX512-BF16 (or Arm's
+    /// BF16), and GPUs. `if bf16_is_native("cpu") { ... }`
+    #[rhai_fn(return_raw)]
+    pub fn bf16_is_native(device: &str) -> ScriptResult<bool> {
+        let device = crate::core::tensor::parse_device(device)?;
+        Ok(crate::core::precision::bf16_is_native(device))
+    }
+
     /// CUDA as this process sees it: `runtime_loaded` (libtorch's CUDA
     /// backend is loaded), `libtorch_cuda` (its path, or ()), `devices`, and
     /// `reason` (why no device is usable, or ()). `cuda_info().devices`
