@@ -332,6 +332,52 @@ pub fn queue_states(job: &JobDir) -> Result<BTreeMap<usize, TaskState>> {
     Ok(parse_queue(&text, &ours))
 }
 
+/// The last state Slurm's accounting recorded for each of the job's tasks,
+/// from `sacct`; empty where `sacct` is missing or accounting is off (as in
+/// a cluster without slurmdbd).
+fn accounting_states(job: &JobDir) -> Result<BTreeMap<usize, String>> {
+    let ours = submissions(job)?;
+    let ids: Vec<&str> = ours
+        .iter()
+        .filter(|s| !s.merge)
+        .map(|s| s.job_id.as_str())
+        .collect();
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let output = Command::new("sacct")
+        .args(["-n", "-P", "-X", "-o", "JobID,State", "-j", &ids.join(",")])
+        .output();
+    match output {
+        Ok(output) if output.status.success() => Ok(parse_accounting(
+            &String::from_utf8_lossy(&output.stdout),
+            &ours,
+        )),
+        _ => Ok(BTreeMap::new()),
+    }
+}
+
+/// `sacct -n -P -X -o JobID,State` lines (`123_4|TIMEOUT`, `123_5|CANCELLED by 0`)
+/// as the states of our tasks; a later submission's line wins.
+fn parse_accounting(text: &str, ours: &[Submission]) -> BTreeMap<usize, String> {
+    let mut states = BTreeMap::new();
+    for submission in ours.iter().filter(|s| !s.merge) {
+        for line in text.lines() {
+            let Some((id, state)) = line.trim().split_once('|') else {
+                continue;
+            };
+            let Some((job_id, index)) = id.split_once('_') else {
+                continue;
+            };
+            if let (true, Ok(task)) = (job_id == submission.job_id, index.parse::<usize>()) {
+                let word = state.split_whitespace().next().unwrap_or(state);
+                states.insert(task, word.to_string());
+            }
+        }
+    }
+    states
+}
+
 /// `squeue -h -r -o %i|%T` lines (`123_4|RUNNING`) as states of our tasks.
 fn parse_queue(text: &str, ours: &[Submission]) -> BTreeMap<usize, TaskState> {
     let mut states = BTreeMap::new();
@@ -365,9 +411,12 @@ fn parse_queue(text: &str, ours: &[Submission]) -> BTreeMap<usize, TaskState> {
 }
 
 /// Each task's state: the queue's word for tasks Slurm holds, the folder's
-/// for the rest; a submitted task that left the queue without a result failed.
+/// for the rest; a submitted task that left the queue without a result
+/// failed, with Slurm's accounting word (TIMEOUT, OUT_OF_MEMORY, ...) when
+/// `sacct` can say.
 pub fn states(job: &JobDir) -> Result<Vec<TaskState>> {
     let queued = queue_states(job)?;
+    let accounted = accounting_states(job)?;
     let submitted: Vec<usize> = submissions(job)?
         .into_iter()
         .flat_map(|s| s.tasks)
@@ -380,7 +429,11 @@ pub fn states(job: &JobDir) -> Result<Vec<TaskState>> {
             (TaskState::Done, _) => TaskState::Done,
             (_, Some(queued)) => queued.clone(),
             (TaskState::Pending, None) if submitted.contains(&task) => TaskState::Failed(format!(
-                "left the queue without a result (see {})",
+                "left the queue without a result{} (see {})",
+                accounted
+                    .get(&task)
+                    .map(|state| format!(", Slurm says {state}"))
+                    .unwrap_or_default(),
                 job.log_path(task).display()
             )),
             (state, None) => state,
@@ -391,6 +444,28 @@ pub fn states(job: &JobDir) -> Result<Vec<TaskState>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accounting_lines_name_the_state_of_each_task_of_our_submissions() {
+        let ours = vec![
+            Submission {
+                job_id: "7".into(),
+                tasks: vec![0, 1, 2],
+                merge: false,
+            },
+            Submission {
+                job_id: "9".into(),
+                tasks: vec![1],
+                merge: false,
+            },
+        ];
+        let text = "7_0|COMPLETED\n7_1|TIMEOUT\n7_2|CANCELLED by 0\n8_0|FAILED\n9_1|OUT_OF_MEMORY\n7_[3-4]|PENDING\n";
+        let states = parse_accounting(text, &ours);
+        assert_eq!(states.get(&0).map(String::as_str), Some("COMPLETED"));
+        assert_eq!(states.get(&1).map(String::as_str), Some("OUT_OF_MEMORY"));
+        assert_eq!(states.get(&2).map(String::as_str), Some("CANCELLED"));
+        assert_eq!(states.len(), 3);
+    }
 
     #[test]
     fn tasks_become_array_ranges_with_the_parallel_limit() {
