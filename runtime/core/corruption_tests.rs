@@ -616,3 +616,25 @@ fn corrupted_store_manifests_and_shard_sets_are_clear_errors() {
     tried += store_suite("store shard set", &clean, &work, cases);
     assert!(tried > 1000);
 }
+
+#[test]
+fn a_manifest_naming_shards_outside_its_folder_or_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    write_store(&store, &[6, 3], 0.5);
+    write_store(&dir.path().join("other"), &[6, 3], 9.0);
+    let text = std::fs::read_to_string(store.join("manifest.json")).unwrap();
+    for (name, why) in [
+        ("../other/shard-00001", "outside its folder"),
+        ("/tmp/shard-00001", "outside its folder"),
+        ("shard-00000", "twice"),
+    ] {
+        let edited = text.replacen("\"shard-00001\"", &format!("\"{name}\""), 1);
+        std::fs::write(store.join("manifest.json"), edited).unwrap();
+        let err = read_store(&store).unwrap_err().to_string();
+        assert!(
+            err.contains(why) && err.contains("manifest.json"),
+            "{name}: {err}"
+        );
+    }
+}

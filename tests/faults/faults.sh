@@ -96,7 +96,7 @@ for job in ${JOBS:-train sweep harvest records}; do
     status=$?
     why=$(grep -m1 -o "File too large\|No space left" "$out.stderr")
     left=$(left_by_disk_full $job "$out" "$reference_out")
-    message=$(grep -m1 -o "cannot write [^:]*\|[^ ]*: File too large" "$out.stderr" | head -c 120)
+    message=$(grep -m1 -o "cannot write [^:]*\|[^ ]*: File too large" "$out.stderr" | head -n1 | head -c 120)
     run $job "$out" "${wide[@]}" && [ "$(result $job "$out")" = "$full_reference" ] && rerun=equal || rerun=DIFFERENT
     echo "$job: disk full ($limit KB file-size limit): exit $status, error: ${why:-none} (${message:-no file named}); ${left:+left: $left; }rerun with space: $rerun"
 
