@@ -75,6 +75,15 @@ fn notebook_reports_show_planted_markup_as_text_and_run_none_of_it() {
         rhai_string(&payloads[3])
     ));
     notebook.push_str(&format!("{}\n\n", rhai_string(&payloads[4])));
+    // A figure whose title, axis labels and legend carry them: the report
+    // inlines it as an image, and the SVG file itself must escape them.
+    notebook.push_str(&format!(
+        "// %% Figure\nfigure(#{{title: {}, x_label: {}, y_label: {}}})\n    .line([1.0, 2.0], [1.0, 3.0], #{{label: {}}})\n    .save(\"hostile.svg\");\n\n",
+        rhai_string(&payloads[0]),
+        rhai_string(&payloads[2]),
+        rhai_string(&payloads[3]),
+        rhai_string(&payloads[1])
+    ));
     // A failing cell, whose error message carries them.
     notebook.push_str(&format!(
         "// %% {}\nthrow {};\n",
@@ -109,6 +118,17 @@ fn notebook_reports_show_planted_markup_as_text_and_run_none_of_it() {
         !dom.contains("href=\"javascript:"),
         "a javascript: link survived"
     );
+    // Opened on its own, an SVG runs scripts: the figure must hold only text.
+    let svg = dir.path().join("hostile.svg");
+    let svg_dom = dom_after_chromium_load(&svg, &dir.path().join("svg-dom.html"));
+    assert_eq!(svg_dom.matches("<svg").count(), 1, "{svg_dom}");
+    for markup in ["<script", "<iframe", "<img", "data-pwned=\"1\""] {
+        assert!(
+            !svg_dom.contains(markup),
+            "the figure holds {markup}: {svg_dom}"
+        );
+    }
+    assert!(svg_dom.contains("&lt;script&gt;"), "{svg_dom}");
 }
 
 #[test]
