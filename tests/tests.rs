@@ -10,6 +10,7 @@ mod cuda_build;
 mod errors;
 mod features;
 mod fuzz;
+mod html_security;
 mod jobs;
 mod kernel;
 mod model;

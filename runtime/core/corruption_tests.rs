@@ -17,7 +17,7 @@ use crate::Result;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The largest allocation a reader may make for a file of a few KB.
 const ALLOCATION_CAP: usize = 64 << 20;
@@ -303,4 +303,338 @@ fn corrupted_sae_folders_are_clear_errors() {
         }
     }
     assert!(tried > 500);
+}
+
+/// A harvest-layout store of `[6, 4]` and `[3, 4]` f32 shards over windows
+/// of two tokens, written as a harvest writes it (row index, windows and
+/// the manifest); `seed` varies the values so two stores differ.
+fn write_store(dir: &Path, shard_rows: &[usize], seed: f32) {
+    use crate::activations::store::{scale_for, Manifest, ShardInfo, FORMAT};
+    std::fs::create_dir_all(dir).unwrap();
+    let (dim, context) = (4usize, 2usize);
+    let mut shards = Vec::new();
+    let mut first_window = 0;
+    for (i, &rows) in shard_rows.iter().enumerate() {
+        let name = format!("shard-{i:05}");
+        let path = |suffix: &str| dir.join(format!("{name}{suffix}"));
+        let values: Vec<f32> = (0..rows * dim).map(|v| seed + v as f32 * 0.25).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        npy::write(&path(".npy"), Dtype::F32, &[rows, dim], &bytes).unwrap();
+        let windows = rows.div_ceil(context);
+        let meta: Vec<u8> = (0..rows)
+            .flat_map(|r| {
+                let window = first_window + r / context;
+                [
+                    r as i64,
+                    0,
+                    (window * context + r % context) as i64,
+                    window as i64,
+                    (r % context) as i64,
+                ]
+            })
+            .flat_map(i64::to_le_bytes)
+            .collect();
+        npy::write(&path(".rows.npy"), Dtype::I64, &[rows, 5], &meta).unwrap();
+        let tokens: Vec<u8> = (0..windows * context)
+            .flat_map(|t| (t as i64).to_le_bytes())
+            .collect();
+        npy::write(
+            &path(".windows.npy"),
+            Dtype::I64,
+            &[windows, context],
+            &tokens,
+        )
+        .unwrap();
+        let sum_squared_norm = values.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        shards.push(ShardInfo {
+            name,
+            rows,
+            first_window,
+            windows,
+            sum_squared_norm,
+            site_sum_squared_norms: Vec::new(),
+        });
+        first_window += windows;
+    }
+    let rows = shard_rows.iter().sum();
+    let sum_squared_norm: f64 = shards.iter().map(|s| s.sum_squared_norm).sum();
+    Manifest {
+        format: FORMAT,
+        model: "synthetic (1000 bytes)".into(),
+        layer: 3,
+        hook: "resid_post".into(),
+        dim,
+        dtype: "f32".into(),
+        precision: "f32".into(),
+        context,
+        corpus: "synthetic".into(),
+        excluded: String::new(),
+        tokens_target: rows,
+        windows_done: first_window,
+        partial_rows: 0,
+        rows,
+        sum_squared_norm,
+        scale: scale_for(dim, rows, sum_squared_norm),
+        max_norm_ratio: None,
+        dropped_rows: 0,
+        complete: true,
+        shards,
+        sites: Vec::new(),
+    }
+    .write(dir)
+    .unwrap();
+}
+
+/// A named change to a copy of a store's folder.
+type StoreDamage = (String, Box<dyn Fn(&Path)>);
+
+/// Everything a reader of a store does: open it, read every row and where
+/// it came from, draw a batch, ask for its site.
+fn read_store(dir: &Path) -> Result<()> {
+    let store = Store::open(dir)?;
+    for i in 0..store.len() {
+        let _ = store.row_info(i)?;
+    }
+    let all: Vec<usize> = (0..store.len()).collect();
+    let _ = store.rows(&all)?;
+    if !store.is_empty() {
+        let _ = store.batch(4)?;
+    }
+    if let Some(manifest) = store.manifest() {
+        let _ = manifest.site()?;
+    }
+    Ok(())
+}
+
+/// Each case changes a fresh copy of the clean store (`damage` gets its
+/// folder); the reader must then fail with an error naming the store's
+/// folder (every file in it is named by its path there), or read it.
+fn store_suite(name: &str, clean: &Path, work: &Path, cases: Vec<StoreDamage>) -> usize {
+    let (mut errors, mut ok, mut failures, mut readable) = (0, 0, Vec::new(), Vec::new());
+    for (what, damage) in &cases {
+        let _ = std::fs::remove_dir_all(work);
+        std::fs::create_dir_all(work).unwrap();
+        for entry in std::fs::read_dir(clean).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), work.join(entry.file_name())).unwrap();
+        }
+        damage(work);
+        LARGEST.with(|l| l.set(0));
+        let outcome = catch_unwind(AssertUnwindSafe(|| read_store(work)));
+        let largest = LARGEST.with(|l| l.get());
+        assert!(
+            largest <= ALLOCATION_CAP,
+            "{name}, {what}: allocated {largest} bytes"
+        );
+        match outcome {
+            Err(_) => failures.push(format!("{what}: the reader panicked")),
+            Ok(Err(err)) => {
+                let message = err.to_string();
+                if !message.contains(&work.display().to_string()) {
+                    failures.push(format!("{what}: {message}"));
+                }
+                errors += 1;
+            }
+            Ok(Ok(())) => {
+                ok += 1;
+                readable.push(what.as_str());
+            }
+        }
+    }
+    if readable.len() <= 12 {
+        println!("{name}, still readable: {}", readable.join("; "));
+    }
+    // All the cases that fail, not only the first, to fix them together.
+    assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
+    println!("{name}: {} corrupted stores tried, {errors} clear errors naming the file, {ok} still readable", cases.len());
+    cases.len()
+}
+
+#[test]
+fn corrupted_store_manifests_and_shard_sets_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean");
+    write_store(&clean, &[6, 3], 0.5);
+    read_store(&clean).unwrap();
+    let other = dir.path().join("other");
+    write_store(&other, &[4, 4, 2], 9.0);
+    let wider = dir.path().join("wider");
+    std::fs::create_dir_all(&wider).unwrap();
+    let work = dir.path().join("store");
+    let manifest = std::fs::read(clean.join("manifest.json")).unwrap();
+    let text = String::from_utf8(manifest.clone()).unwrap();
+
+    // Byte-level damage to manifest.json.
+    let write = |bytes: Vec<u8>| -> Box<dyn Fn(&Path)> {
+        Box::new(move |dir: &Path| std::fs::write(dir.join("manifest.json"), &bytes).unwrap())
+    };
+    let cases: Vec<StoreDamage> = damaged(&manifest, manifest.len())
+        .into_iter()
+        .map(|(what, bytes)| (what, write(bytes)))
+        .collect();
+    let mut tried = store_suite("store manifest.json", &clean, &work, cases);
+
+    // Fields set to huge, negative, zero or wrong values, in the JSON.
+    let mut cases: Vec<StoreDamage> = Vec::new();
+    let edits = [
+        ("\"rows\": 9,", "\"rows\": 18446744073709551615,"),
+        ("\"rows\": 9,", "\"rows\": 1e300,"),
+        ("\"rows\": 9,", "\"rows\": -9,"),
+        ("\"rows\": 9,", "\"rows\": 10,"),
+        ("\"rows\": 6,", "\"rows\": 4611686018427387904,"),
+        ("\"rows\": 6,", "\"rows\": 0,"),
+        ("\"rows\": 6,", "\"rows\": -6,"),
+        ("\"rows\": 3,", "\"rows\": 4,"),
+        ("\"dim\": 4,", "\"dim\": 18446744073709551615,"),
+        ("\"dim\": 4,", "\"dim\": 0,"),
+        ("\"dim\": 4,", "\"dim\": 5,"),
+        ("\"dim\": 4,", "\"dim\": -4,"),
+        (
+            "\"first_window\": 3,",
+            "\"first_window\": 18446744073709551615,",
+        ),
+        ("\"first_window\": 3,", "\"first_window\": 0,"),
+        ("\"first_window\": 0,", "\"first_window\": 1,"),
+        ("\"windows\": 3,", "\"windows\": 18446744073709551615,"),
+        ("\"context\": 2,", "\"context\": 18446744073709551615,"),
+        ("\"layer\": 3,", "\"layer\": 18446744073709551615,"),
+        ("\"layer\": 3,", "\"layer\": -1,"),
+        ("\"hook\": \"resid_post\"", "\"hook\": \"nowhere\""),
+        ("\"format\": 1,", "\"format\": 4294967295,"),
+        ("\"format\": 1,", "\"format\": 2,"),
+        ("\"dtype\": \"f32\"", "\"dtype\": \"q4\""),
+        ("\"scale\": ", "\"scale\": -1e308, \"was\": "),
+        ("\"shard-00001\"", "\"shard-00000\""),
+        ("\"shard-00001\"", "\"../other/shard-00001\""),
+        ("\"shard-00001\"", "\"/etc/passwd\""),
+        ("\"shard-00001\"", "\"\""),
+        ("\"shards\": [", "\"shards\": 7, \"was\": ["),
+        ("\"complete\": true", "\"complete\": \"yes\""),
+    ];
+    for (from, to) in edits {
+        assert!(text.contains(from), "the clean manifest lacks {from}");
+        let bytes = text.replacen(from, to, 1).into_bytes();
+        cases.push((format!("{from} → {to}"), write(bytes)));
+    }
+    // The shard set: listed but missing, of the wrong shape, extra, mixed.
+    let remove = |file: &'static str| -> Box<dyn Fn(&Path)> {
+        Box::new(move |dir: &Path| std::fs::remove_file(dir.join(file)).unwrap())
+    };
+    for file in [
+        "manifest.json",
+        "shard-00000.npy",
+        "shard-00001.npy",
+        "shard-00001.rows.npy",
+        "shard-00001.windows.npy",
+    ] {
+        cases.push((format!("{file} missing"), remove(file)));
+    }
+    let copy_from = |from: PathBuf, to: &'static str| -> Box<dyn Fn(&Path)> {
+        Box::new(move |dir: &Path| {
+            std::fs::copy(&from, dir.join(to)).unwrap();
+        })
+    };
+    let reshaped =
+        |name: &'static str, dtype: Dtype, shape: Vec<usize>, width: usize| -> Box<dyn Fn(&Path)> {
+            Box::new(move |dir: &Path| {
+                let count: usize = shape.iter().product();
+                npy::write(&dir.join(name), dtype, &shape, &vec![0u8; count * width]).unwrap();
+            })
+        };
+    cases.push((
+        "shard 1 of another width".into(),
+        reshaped("shard-00001.npy", Dtype::F32, vec![3, 5], 4),
+    ));
+    cases.push((
+        "shard 1 with one row more".into(),
+        reshaped("shard-00001.npy", Dtype::F32, vec![4, 4], 4),
+    ));
+    cases.push((
+        "shard 1 with no rows".into(),
+        reshaped("shard-00001.npy", Dtype::F32, vec![0, 4], 4),
+    ));
+    cases.push((
+        "shard 1 in i64".into(),
+        reshaped("shard-00001.npy", Dtype::I64, vec![3, 4], 8),
+    ));
+    cases.push((
+        "shard 1 of three dimensions".into(),
+        reshaped("shard-00001.npy", Dtype::F32, vec![3, 4, 1], 4),
+    ));
+    cases.push((
+        "row index of another length".into(),
+        reshaped("shard-00001.rows.npy", Dtype::I64, vec![2, 5], 8),
+    ));
+    cases.push((
+        "row index in f32".into(),
+        reshaped("shard-00001.rows.npy", Dtype::F32, vec![3, 5], 4),
+    ));
+    cases.push((
+        "windows of another shape".into(),
+        reshaped("shard-00001.windows.npy", Dtype::I64, vec![0, 2], 8),
+    ));
+    cases.push((
+        "windows in f32".into(),
+        reshaped("shard-00001.windows.npy", Dtype::F32, vec![2, 2], 4),
+    ));
+    cases.push((
+        "row index pointing at huge and negative windows".into(),
+        Box::new(|dir: &Path| {
+            let meta: Vec<u8> = [i64::MAX, -1, i64::MIN, -1, i64::MAX]
+                .repeat(3)
+                .into_iter()
+                .flat_map(i64::to_le_bytes)
+                .collect();
+            npy::write(
+                &dir.join("shard-00001.rows.npy"),
+                Dtype::I64,
+                &[3, 5],
+                &meta,
+            )
+            .unwrap();
+        }),
+    ));
+    cases.push((
+        "an extra unlisted shard".into(),
+        copy_from(other.join("shard-00002.npy"), "shard-00002.npy"),
+    ));
+    cases.push((
+        "shard 1 from another store".into(),
+        copy_from(other.join("shard-00001.npy"), "shard-00001.npy"),
+    ));
+    cases.push((
+        "the manifest of another store".into(),
+        copy_from(other.join("manifest.json"), "manifest.json"),
+    ));
+    cases.push((
+        "the manifest of an empty store".into(),
+        Box::new(move |dir: &Path| {
+            write_store(&wider, &[], 0.0);
+            std::fs::copy(wider.join("manifest.json"), dir.join("manifest.json")).unwrap();
+        }),
+    ));
+    tried += store_suite("store shard set", &clean, &work, cases);
+    assert!(tried > 1000);
+}
+
+#[test]
+fn a_manifest_naming_shards_outside_its_folder_or_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    write_store(&store, &[6, 3], 0.5);
+    write_store(&dir.path().join("other"), &[6, 3], 9.0);
+    let text = std::fs::read_to_string(store.join("manifest.json")).unwrap();
+    for (name, why) in [
+        ("../other/shard-00001", "outside its folder"),
+        ("/tmp/shard-00001", "outside its folder"),
+        ("shard-00000", "twice"),
+    ] {
+        let edited = text.replacen("\"shard-00001\"", &format!("\"{name}\""), 1);
+        std::fs::write(store.join("manifest.json"), edited).unwrap();
+        let err = read_store(&store).unwrap_err().to_string();
+        assert!(
+            err.contains(why) && err.contains("manifest.json"),
+            "{name}: {err}"
+        );
+    }
 }

@@ -123,3 +123,24 @@ pub fn assert_renders_in_chromium(page: &Path, shot: &Path) {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+/// Loads `page` in headless Chromium, lets its scripts and image error
+/// handlers run, and returns the resulting DOM (also written to `out`).
+pub fn dom_after_chromium_load(page: &Path, out: &Path) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chromium_check.sh");
+    let check = Command::new("bash")
+        .arg(script)
+        .arg("--dump-dom")
+        .arg(page)
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "chromium could not load {}: {}{}",
+        page.display(),
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    std::fs::read_to_string(out).unwrap()
+}

@@ -174,6 +174,13 @@ impl Manifest {
                 manifest.format
             )));
         }
+        // The hooks are read only when the store is used; checked here, a
+        // damaged one is an error that names the file.
+        for site in manifest.sites() {
+            if let Err(e) = site.hook.parse::<crate::model::HookPoint>() {
+                return Err(Error::invalid(format!("{}: {e}", path.display())));
+            }
+        }
         Ok(Some(manifest))
     }
 

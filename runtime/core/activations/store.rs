@@ -100,9 +100,22 @@ impl Store {
                 dir.display()
             ))
         })?;
+        let manifest_path = dir.join(MANIFEST);
         let mut shards = Vec::new();
         let mut start = 0;
+        let mut names = std::collections::HashSet::new();
         for info in &manifest.shards {
+            // A shard is a file of this folder, named once: a manifest
+            // cannot point the store at files elsewhere or repeat rows.
+            let plain = Path::new(&info.name).file_name() == Some(std::ffi::OsStr::new(&info.name));
+            if !plain || !names.insert(info.name.as_str()) {
+                return Err(Error::invalid(format!(
+                    "{} lists the shard {:?} {}: the store is damaged",
+                    manifest_path.display(),
+                    info.name,
+                    if plain { "twice" } else { "outside its folder" }
+                )));
+            }
             let open =
                 |suffix: &str| MappedArray::open(&dir.join(format!("{}{suffix}", info.name)));
             let activations = open(".npy")?;
@@ -129,6 +142,13 @@ impl Store {
             start += info.rows;
             shards.push(shard);
         }
+        if start != manifest.rows {
+            return Err(Error::invalid(format!(
+                "{} says the store holds {} rows but its shards hold {start}: the store is damaged",
+                manifest_path.display(),
+                manifest.rows
+            )));
+        }
         let (dim, scale) = (manifest.dim, manifest.scale);
         let mut store = Self::assemble(Source::Shards(shards), dim, start, scale, Some(manifest))?;
         store.path = Some(dir.to_path_buf());
@@ -151,6 +171,16 @@ impl Store {
                 header.dtype,
                 header.shape
             )));
+        }
+        if let Some(windows) = &windows {
+            if windows.header.shape.len() != 2 || windows.header.dtype != Dtype::I64 {
+                return Err(Error::invalid(format!(
+                    "{}: a window index must be a 2-D i64 array, found {:?} {:?}",
+                    path.display(),
+                    windows.header.dtype,
+                    windows.header.shape
+                )));
+            }
         }
         if let Some(rows) = &rows {
             if rows.header.shape != [activations.rows(), 5] || rows.header.dtype != Dtype::I64 {
@@ -373,8 +403,12 @@ impl Store {
                 .collect(),
             None => {
                 return Err(Error::invalid(format!(
-                    "row {i} points at a window its shard does not hold: the store is damaged"
-                )))
+                "row {i} of {} points at a window its shard does not hold: the store is damaged",
+                self.path
+                    .as_deref()
+                    .unwrap_or(Path::new("the store"))
+                    .display()
+            )))
             }
         };
         Ok(Some(RowInfo {

@@ -425,9 +425,13 @@ impl FeatureRecords {
             .collect())
     }
 
-    /// Saves the records in a folder (tensors, then the JSON that marks them complete).
+    /// Saves the records in a folder (tensors, then the JSON that marks them
+    /// complete), each file written atomically: a run killed or out of disk
+    /// leaves no `records.json`, so the next run computes them again. What
+    /// such a run left half-written (staging files) goes first.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        crate::fs::remove_staging_files(dir)?;
         let named = [
             ("top_values", &self.top_values),
             ("top_rows", &self.top_rows),

@@ -157,10 +157,20 @@ pub fn generate_ids(
 /// The paper's prompt format, for models that ship no chat template.
 const HUMAN_ASSISTANT: &str = "\n\nHuman: {{ messages[0]['content'] }}\n\nAssistant:";
 
+/// Instructions a chat template may run. A real one spends a few thousand
+/// on a one-message conversation; a hostile one looping without end stops.
+const CHAT_TEMPLATE_FUEL: u64 = 1_000_000;
+
 /// `user` as a one-message conversation in `template` (Jinja, as Hugging
 /// Face stores it), ending where the assistant's reply begins.
 pub fn chat_prompt(template: Option<&str>, user: &str, bos: &str, eos: &str) -> Result<String> {
+    // The template comes from the model file, so it is rendered in a
+    // sandbox: the environment has no loader (minijinja's `loader` feature
+    // is off, so `include`, `import` and `extends` find no templates and no
+    // file is read), no function reaches the network, and fuel bounds the
+    // instructions a loop can spend.
     let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(CHAT_TEMPLATE_FUEL));
     // transformers renders templates with trim_blocks and lstrip_blocks on.
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -248,5 +258,42 @@ mod tests {
         let err =
             chat_prompt(Some("{{ raise_exception('no system role') }}"), "x", "", "").unwrap_err();
         assert!(err.to_string().contains("no system role"), "{err}");
+    }
+
+    #[test]
+    fn hostile_chat_templates_fail_cleanly_without_touching_files() {
+        let marker = std::env::temp_dir().join(format!("saelab-template-{}", std::process::id()));
+        std::fs::write(&marker, "SECRET-FROM-DISK").unwrap();
+        let marker = marker.display().to_string();
+        for template in [
+            "{% include \"/etc/passwd\" %}".to_string(),
+            format!("{{% include \"{marker}\" %}}"),
+            format!("{{% import \"{marker}\" as m %}}{{{{ m }}}}"),
+            format!("{{% from \"{marker}\" import x %}}{{{{ x }}}}"),
+            format!("{{% extends \"{marker}\" %}}"),
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+                .into(),
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}".into(),
+            "{{ 'x' * 1000000000000 }}".into(),
+            "{{ range(1000000000) | list }}".into(),
+        ] {
+            let started = std::time::Instant::now();
+            let err = chat_prompt(Some(&template), "x", "", "").unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains("chat template failed"),
+                "{template}: {message}"
+            );
+            assert!(
+                !message.contains("SECRET") && !message.contains("root:"),
+                "{message}"
+            );
+            assert!(
+                started.elapsed().as_secs() < 5,
+                "{template} ran for {:?}",
+                started.elapsed()
+            );
+        }
+        std::fs::remove_file(&marker).unwrap();
     }
 }

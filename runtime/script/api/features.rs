@@ -164,6 +164,8 @@ fn records_at(
         remember(&records);
         return Ok(records);
     }
+    // A folder that cannot be written is an error now, not after the pass.
+    std::fs::create_dir_all(path).map_err(|e| runtime_error(format!("{}: {e}", path.display())))?;
     let records = records_for(sae, store, opts)?;
     records.save(path)?;
     Ok(records)

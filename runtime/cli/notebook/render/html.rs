@@ -323,18 +323,53 @@ fn self_contained<'a>(events: Vec<Event<'a>>, base_dir: &Path) -> Vec<Event<'a>>
                     image_became_link.push(true);
                     Event::Start(Tag::Link {
                         link_type,
-                        dest_url,
+                        dest_url: inert_link(dest_url),
                         title,
                         id,
                     })
                 }
             },
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => Event::Start(Tag::Link {
+                link_type,
+                dest_url: inert_link(dest_url),
+                title,
+                id,
+            }),
             Event::End(TagEnd::Image) if image_became_link.pop() == Some(true) => {
                 Event::End(TagEnd::Link)
             }
             other => other,
         })
         .collect()
+}
+
+/// Links keep their destination only when following it cannot run code
+/// in the page: relative paths, fragments and http(s)/mailto URLs.
+/// `javascript:`, `vbscript:`, `data:` and any other scheme become an
+/// empty link (the text stays, shown as a link to nowhere).
+fn inert_link(dest_url: CowStr) -> CowStr {
+    // Browsers ignore ASCII whitespace and control characters inside a
+    // scheme (`java\tscript:`), so the check does too.
+    let scheme: String = dest_url
+        .chars()
+        .take_while(|&c| !matches!(c, ':' | '/' | '?' | '#'))
+        .filter(|c| !c.is_ascii_whitespace() && !c.is_ascii_control())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let has_scheme = dest_url
+        .chars()
+        .find(|&c| matches!(c, ':' | '/' | '?' | '#'))
+        == Some(':');
+    if !has_scheme || matches!(scheme.as_str(), "http" | "https" | "mailto") {
+        dest_url
+    } else {
+        CowStr::Borrowed("")
+    }
 }
 
 /// A `data:` URI for a Markdown image that names a readable local file.
@@ -378,6 +413,26 @@ mod tests {
         assert!(html.contains("4 cells · 3 code"));
         assert!(html.contains("3 ran OK"));
         assert!(!html.contains("failed</"), "no failure shown when all ran");
+    }
+
+    #[test]
+    fn links_that_could_run_code_lose_their_destination() {
+        let html = markdown_html(
+            "[a](javascript:alert(1)) [b](JaVa\tScRiPt:x) <vbscript:x> [c](data:text/html,x) \
+             [d](https://example.org) [e](notes.md#part) [f](#top) [g](mailto:a@b.c)",
+            Path::new("."),
+        );
+        for gone in ["javascript", "JaVa", "vbscript", "data:"] {
+            assert!(!html.contains(&format!("href=\"{gone}")), "{html}");
+        }
+        for kept in [
+            "https://example.org",
+            "notes.md#part",
+            "#top",
+            "mailto:a@b.c",
+        ] {
+            assert!(html.contains(&format!("href=\"{kept}\"")), "{html}");
+        }
     }
 
     #[test]
