@@ -229,6 +229,13 @@ def timed(f, *args):
     return result, time.perf_counter() - start
 
 
+def relative_error(approx, exact):
+    """‖approx − exact‖ / ‖exact‖ over all values (numpy arrays)."""
+    import numpy as np
+
+    return float(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
+
+
 def check_same_rows(torch, kept, reference):
     """saelab's stored rows of window 0 against transformers' (f16 both)."""
     positions, rows = reference
@@ -286,6 +293,8 @@ def main():
             out = Path(tempfile.mkdtemp(prefix="saelab-bench-"))
             try:
                 figures = run_saelab(args, out / "acts", "bf16")
+                if peer and rep == 0:
+                    _, reference_bf16 = windows_of(out / "acts")
             finally:
                 shutil.rmtree(out)
             rates["saelab_bf16"].append(figures["harvest_rows"] / figures["harvest_seconds"])
@@ -303,8 +312,15 @@ def main():
             n, secs = timed(generate, torch, model, tokenizer, args.new_tokens)
             rates["gen_torch"].append(n / secs)
             if bf16:
-                if rep == 0:  # the bf16 kernels' first call
+                if rep == 0:  # the bf16 kernels' first call, and what bf16 costs each side in accuracy
                     harvest_truncated(torch, model_bf16, windows[: args.batch], args.batch)
+                    theirs_f32 = harvest_truncated(torch, model, windows[:1], 1)[0][0].float().numpy()
+                    theirs_bf16 = harvest_truncated(torch, model_bf16, windows[:1], 1)[0][0].float().numpy()
+                    errors = (relative_error(reference_bf16[1], reference[1]),
+                              relative_error(theirs_bf16, theirs_f32))
+                    print(f"bf16 against f32, layer {LAYER} rows of window 0 (relative error): "
+                          f"saelab {100 * errors[0]:.2f}% (f32 residual stream), "
+                          f"transformers {100 * errors[1]:.2f}% (bf16 residual stream)", flush=True)
                 _, secs = timed(harvest_truncated, torch, model_bf16, windows, args.batch)
                 rates["truncated_bf16"].append(rows / secs)
         print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items() if v), flush=True)
