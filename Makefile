@@ -85,9 +85,10 @@ gpu-bundle: build-cuda
 
 # SAE training throughput (saelab's native and scripted loops and the same
 # loops in plain PyTorch, interleaved, with a table of medians and ratios),
-# then SmolLM2 harvesting and generation side by side with transformers, and
-# generation with and without steering by an SAE feature; each in f32 and
-# bf16 (against torch.autocast and transformers in bf16); same
+# then SmolLM2 harvesting and generation side by side with transformers (SAE
+# training and harvesting each in f32 and in bf16, against torch.autocast and
+# transformers in bf16), and generation with and without steering by an SAE
+# feature; same
 # thread count everywhere, and the same OpenMP wait policy (saelab sets
 # PASSIVE itself when OMP_WAIT_POLICY is unset).
 # Rows of the activation-records benchmark (the issue's setting: 1M × 16k features).
