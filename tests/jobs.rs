@@ -108,6 +108,10 @@ fn a_split_harvest_and_a_pooled_sweep_equal_their_one_machine_runs() {
         let wide = #{{layer: 3, tokens: 650, context: 64, batch_size: 2, shard_rows: 150}};
         m.harvest(c, wide + #{{out: "{d}/whole64"}});
         m.harvest(c, wide + #{{out: "{d}/split64", tasks: 4, executor: #{{local: #{{workers: 2}}}}}});
+        // A bf16 model's tasks harvest in bf16 too.
+        let mb = load_model(#{{precision: "bf16"}});
+        mb.harvest(c, {HARVEST} + #{{out: "{d}/whole_bf16"}});
+        mb.harvest(c, {HARVEST} + #{{out: "{d}/split_bf16", tasks: 2, executor: #{{local: #{{workers: 2}}}}}});
         let grid = #{{n_features: [32, 64], lr: [0.001, 0.003]}};
         let cfg = #{{source: whole, kind: "relu", steps: 30, batch_size: 32, seed: 7, eval_tokens: 200}};
         sweep(grid, cfg + #{{csv: "{d}/local.csv"}});
@@ -128,6 +132,12 @@ fn a_split_harvest_and_a_pooled_sweep_equal_their_one_machine_runs() {
     );
     assert_same_store(&dir.path().join("split"), &dir.path().join("whole"));
     assert_same_store(&dir.path().join("split64"), &dir.path().join("whole64"));
+    assert_same_store(
+        &dir.path().join("split_bf16"),
+        &dir.path().join("whole_bf16"),
+    );
+    let manifest = std::fs::read_to_string(dir.path().join("split_bf16/manifest.json")).unwrap();
+    assert!(manifest.contains(r#""precision": "bf16""#), "{manifest}");
     assert_same_csv(&dir.path().join("pool.csv"), &dir.path().join("local.csv"));
     // The merge moved the tasks' shards rather than copying them.
     let task_store = dir.path().join("split.job/tasks/00000/store");
