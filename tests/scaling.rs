@@ -220,6 +220,10 @@ fn the_scaling_figures_and_summary_come_from_a_sweep() {
     // F_opt = √C / 10: 100, 316, 1000, the nearest widths on the grid being 128, 256 and 1024.
     assert!(summary.contains("| 1.0e8 | 1024 | 976.6 |"), "{summary}");
     assert!(summary.contains("| 1.0e6 | 128 | 78.13 |"), "{summary}");
+    assert!(
+        summary.contains("Every budget's optimum has a narrower and a wider run beside it."),
+        "{summary}"
+    );
 }
 
 #[test]

@@ -97,6 +97,10 @@ pub struct FrontierPoint {
     /// `id`s of every run in the bucket, by increasing compute: its isoFLOP curve.
     pub run_ids: Vec<usize>,
     pub optimum: Optimum,
+    /// Whether the bucket's lowest-loss run has a narrower and a wider run
+    /// beside it: an optimum at the edge of the widths tried is a bound, not
+    /// a minimum, and the study should widen its range there.
+    pub bracketed: bool,
 }
 
 /// `y = coefficient · C^exponent`, fitted by least squares in log-log space.
@@ -233,6 +237,8 @@ fn optimum(bucket: &[&Run], parabola: bool) -> Result<FrontierPoint, FitError> {
         .min_by(|a, b| a.loss.total_cmp(&b.loss))
         .ok_or(FitError::EmptyFrontier)?;
     let compute: Vec<f64> = bucket.iter().map(|r| r.compute).collect();
+    let narrower = bucket.iter().any(|r| r.n_features < best.n_features);
+    let wider = bucket.iter().any(|r| r.n_features > best.n_features);
     let mut point = FrontierPoint {
         compute: geometric_mean(&compute),
         n_features: best.n_features,
@@ -242,6 +248,7 @@ fn optimum(bucket: &[&Run], parabola: bool) -> Result<FrontierPoint, FitError> {
         n_runs: bucket.len(),
         run_ids: bucket.iter().map(|r| r.id).collect(),
         optimum: Optimum::Argmin,
+        bracketed: narrower && wider,
     };
     if let Some(vertex) = parabola.then(|| parabola_vertex(bucket)).flatten() {
         point.n_features = vertex.n_features;
@@ -414,6 +421,15 @@ mod tests {
         assert!((frontier.steps.exponent - STEP_EXPONENT).abs() < 1e-9);
         assert_eq!(frontier.grows_faster, Quantity::Features);
         assert!(frontier.exponent_gap_interval.unwrap().lower > 0.0);
+    }
+
+    #[test]
+    fn an_optimum_at_the_edge_of_the_widths_is_not_bracketed() {
+        // Shifted by three and a half octaves, every budget's best run is its narrowest.
+        let frontier = compute_frontier(&isoflop_sweep(0.0), &FrontierOptions::default()).unwrap();
+        assert!(frontier.points.iter().all(|p| p.bracketed));
+        let edge = compute_frontier(&isoflop_sweep(3.5), &FrontierOptions::default()).unwrap();
+        assert!(edge.points.iter().all(|p| !p.bracketed), "{edge:?}");
     }
 
     #[test]

@@ -175,6 +175,11 @@ impl SweepSpec {
         let started = Instant::now();
         let trained = trainer::train(&mut sae, stream.as_mut(), train_cfg)?;
         let seconds = started.elapsed().as_secs_f64();
+        // Passes over the training activations: above 1, the run saw rows again.
+        let epochs = stream
+            .tokens_per_pass()
+            .filter(|&rows| rows > 0)
+            .map(|rows| trained.tokens as f64 / rows as f64);
 
         let mut eval_source = held_out(0, false)?;
         let evaluation = metrics::evaluate(
@@ -198,7 +203,14 @@ impl SweepSpec {
             "sweep: {name}: loss {:.4}, L0 {:.1}, explained variance {:.3} ({seconds:.0} s)",
             evaluation.loss, evaluation.l0, evaluation.explained_variance
         ));
-        Ok(result_row(&sae, &trained, &evaluation, compute, seconds))
+        Ok(result_row(
+            &sae,
+            &trained,
+            &evaluation,
+            compute,
+            seconds,
+            epochs,
+        ))
     }
 
     /// The shared options with the point's on top, split into the SAE's and
@@ -243,6 +255,7 @@ fn result_row(
     evaluation: &Evaluation,
     compute: f64,
     seconds: f64,
+    epochs: Option<f64>,
 ) -> Row<Scalar> {
     let mut row = Row::new();
     let kind = sae.cfg.architecture.name().to_string();
@@ -261,6 +274,9 @@ fn result_row(
         ("seconds", seconds),
     ] {
         row.insert(key.into(), Scalar::Float(value));
+    }
+    if let Some(epochs) = epochs {
+        row.insert("epochs".into(), Scalar::Float(epochs));
     }
     row
 }
