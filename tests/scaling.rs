@@ -249,6 +249,8 @@ fn the_scaling_study_script_runs_end_to_end_on_the_model() {
         "budgets=3".into(),
         "min_steps=5".into(),
         "min_width=256".into(),
+        // Two learning rates per point: the study keeps each point's better one.
+        "lrs=1e-3,3e-3".into(),
     ];
     let stdout = crate::support::run_shipped("scripts/scaling_laws.rhai", &sets);
     for name in [
@@ -269,7 +271,15 @@ fn the_scaling_study_script_runs_end_to_end_on_the_model() {
         .as_int()
         .unwrap();
     assert_eq!(
-        runs, 6,
-        "budgets 1e9, 2e9, 4e9 FLOPs admit 1, 2 and 3 widths of ≥ 5 steps"
+        runs, 12,
+        "budgets 1e9, 2e9, 4e9 FLOPs admit 1, 2 and 3 widths of ≥ 5 steps, each at two rates"
+    );
+    assert!(
+        summary.contains("6 runs, 3 compute budgets") && summary.contains("| lr of the best run |"),
+        "the frontier is made of each point's best rate:\n{summary}"
+    );
+    assert!(
+        summary.contains("Passes over the training activations"),
+        "{summary}"
     );
 }
