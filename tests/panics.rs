@@ -5,8 +5,6 @@ use crate::support::saelab;
 use saelab::script::debug_functions::{self, DEBUG_FUNCTIONS_ENV};
 use saelab::script::error::is_panic;
 use saelab::script::{describe_error, new_engine, EngineOptions, Session};
-use std::io::Write;
-use std::process::Stdio;
 
 fn session_with_debug_functions() -> Session {
     let mut engine = new_engine(EngineOptions::default());
@@ -46,24 +44,8 @@ fn a_panic_inside_a_script_function_points_at_the_native_call() {
 
 #[test]
 fn the_repl_reports_a_panic_with_its_position_and_keeps_the_variables() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = saelab()
-        .env(DEBUG_FUNCTIONS_ENV, "1")
-        .env("SAELAB_HISTORY", dir.path().join("history"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let input = "let kept = 41;\nlet y = debug_panic(\"boom\");\nkept + 1\n";
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (stdout, _) = crate::support::repl_with(input, &[(DEBUG_FUNCTIONS_ENV, "1")]);
     assert!(
         stdout.contains("error: line 1, column 9: debug_panic: boom (this is a bug in saelab"),
         "{stdout}"

@@ -71,8 +71,14 @@ pub fn run_shipped(script: &str, sets: &[String]) -> String {
 
 /// A REPL process with piped stdio and its history kept in `dir`.
 pub fn spawn_repl(dir: &Path) -> Child {
+    spawn_repl_with(dir, &[])
+}
+
+/// [`spawn_repl`] with extra environment variables.
+pub fn spawn_repl_with(dir: &Path, env: &[(&str, &str)]) -> Child {
     saelab()
         .env("SAELAB_HISTORY", dir.join("history"))
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -82,8 +88,13 @@ pub fn spawn_repl(dir: &Path) -> Child {
 
 /// Feeds lines to the REPL on stdin and returns (stdout, stderr).
 pub fn repl(input: &str) -> (String, String) {
+    repl_with(input, &[])
+}
+
+/// [`repl`] with extra environment variables.
+pub fn repl_with(input: &str, env: &[(&str, &str)]) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = spawn_repl(dir.path());
+    let mut child = spawn_repl_with(dir.path(), env);
     child
         .stdin
         .take()
