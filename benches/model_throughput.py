@@ -139,6 +139,17 @@ def run_saelab(args, out, precision="f32"):
     return figures
 
 
+def run_saelab_harvest(args, precision, keep_windows):
+    """One saelab repetition into a temporary store: its figures, and the
+    store's windows and window-0 rows (`windows_of`) when asked for."""
+    out = Path(tempfile.mkdtemp(prefix="saelab-bench-"))
+    try:
+        figures = run_saelab(args, out / "acts", precision)
+        return figures, (windows_of(out / "acts") if keep_windows else None)
+    finally:
+        shutil.rmtree(out)
+
+
 def windows_of(store):
     """The windows a harvest ran, as lists of ids, and its rows of window 0 (for a check)."""
     import numpy as np
@@ -278,25 +289,17 @@ def main():
             model_bf16 = model_bf16.to(torch.bfloat16)
     windows = None
     for rep in range(args.reps):
-        out = Path(tempfile.mkdtemp(prefix="saelab-bench-"))
-        try:
-            figures = run_saelab(args, out / "acts")
-            if peer and windows is None:
-                windows, reference = windows_of(out / "acts")
-        finally:
-            shutil.rmtree(out)
+        figures, store = run_saelab_harvest(args, "f32", keep_windows=peer and windows is None)
+        if store:
+            windows, reference = store
         rows = figures["harvest_rows"]
         rates["saelab"].append(rows / figures["harvest_seconds"])
         rates["gen_saelab"].append(figures["generate_tokens"] / figures["generate_seconds"])
         peak["saelab"] = max(peak.get("saelab", 0), figures["peak_rss"])
         if bf16:
-            out = Path(tempfile.mkdtemp(prefix="saelab-bench-"))
-            try:
-                figures = run_saelab(args, out / "acts", "bf16")
-                if peer and rep == 0:
-                    _, reference_bf16 = windows_of(out / "acts")
-            finally:
-                shutil.rmtree(out)
+            figures, store = run_saelab_harvest(args, "bf16", keep_windows=peer and rep == 0)
+            if store:
+                reference_bf16 = store[1]
             rates["saelab_bf16"].append(figures["harvest_rows"] / figures["harvest_seconds"])
             rates["gen_saelab_bf16"].append(figures["generate_tokens"] / figures["generate_seconds"])
         if peer:
