@@ -243,43 +243,85 @@ fn the_scaling_study_script_runs_end_to_end_on_the_model() {
         format!("out={out}"),
         "train_tokens=3000".into(),
         "heldout_tokens=1000".into(),
+        "recycle_tokens=1000".into(),
         "batch=64".into(),
         "c_min=1e9".into(),
         "c_max=4e9".into(),
         "budgets=3".into(),
         "min_steps=5".into(),
         "min_width=256".into(),
-        // Two learning rates per point: the study keeps each point's better one.
         "lrs=1e-3,3e-3".into(),
+        "seeds=2".into(),
     ];
     let stdout = crate::support::run_shipped("scripts/scaling_laws.rhai", &sets);
     for name in [
         "runs.csv",
+        "recycled.csv",
+        "seeds.csv",
         "loss_vs_compute.png",
         "isoflop.png",
         "allocation.png",
+        "recycled.png",
         "SUMMARY.md",
     ] {
         assert!(dir.path().join(name).exists(), "{name} missing:\n{stdout}");
     }
     let summary = std::fs::read_to_string(dir.path().join("SUMMARY.md")).unwrap();
-    assert!(
-        summary.contains("α_F = ") && summary.contains("α_S = "),
-        "{summary}"
-    );
-    let runs = eval(&format!("read_csv(\"{out}/runs.csv\").len()"))
-        .as_int()
-        .unwrap();
+    for section in [
+        "## What was run",
+        "α_F = ",
+        "α_S = ",
+        "α_F > α_S ",
+        "## Learning rates chosen",
+        "## Does recycled data change the result?",
+        "## Seed check",
+    ] {
+        assert!(summary.contains(section), "{section} missing:\n{summary}");
+    }
+    // What the study promises, read back from its CSVs: no run of the fit saw
+    // a row twice; every budget's best point and its neighbours were tried at
+    // several rates, with the rate kept strictly inside the ones tried; an
+    // optimum at the edge of the widths is named in the summary with why.
+    let checks = eval(&format!(
+        "import \"scaling\" as scaling;
+         let runs = read_csv(\"{out}/runs.csv\");
+         let chosen = scaling::best_per_point(runs);
+         let problems = [];
+         for r in runs {{ if r.epochs > 1.0 {{ problems.push(`${{r.n_features}}/${{r.steps}}: ${{r.epochs}} passes`); }} }}
+         for c in [1e9, 2e9, 4e9] {{
+             let curve = scaling::isoflop_curve(chosen, c);
+             let best = scaling::lowest_loss(curve);
+             for j in max(0, best - 1)..=min(curve.len() - 1, best + 1) {{
+                 let p = curve[j];
+                 let rates = runs.filter(|r| r.n_features == p.n_features && r.steps == p.steps).map(|r| r.lr);
+                 rates.sort();
+                 if rates.len() < 3 || p.lr == rates[0] || p.lr == rates[rates.len() - 1] {{
+                     problems.push(`${{p.n_features}}/${{p.steps}} at ${{c}}: rate ${{p.lr}} of ${{rates}}`);
+                 }}
+             }}
+         }}
+         let frontier = compute_frontier(chosen, #{{tolerance: 0.1, parabola: true}});
+         let recycled = read_csv(\"{out}/recycled.csv\");
+         let seeds = read_csv(\"{out}/seeds.csv\");
+         [problems, frontier.points.filter(|p| !p.bracketed).len(),
+          recycled.filter(|r| r.epochs > 1.0).len(), seeds.filter(|r| r.seed == 1).len()]"
+    ))
+    .into_array()
+    .unwrap();
+    let problems = checks[0].clone().into_array().unwrap();
+    assert!(problems.is_empty(), "{problems:?}\n{summary}");
+    let unbracketed = checks[1].as_int().unwrap() as usize;
     assert_eq!(
-        runs, 12,
-        "budgets 1e9, 2e9, 4e9 FLOPs admit 1, 2 and 3 widths of ≥ 5 steps, each at two rates"
+        summary.matches("FLOPs: the optimum is F = ").count(),
+        unbracketed,
+        "each unbracketed budget is named with its reason:\n{summary}"
     );
     assert!(
-        summary.contains("6 runs, 3 compute budgets") && summary.contains("| lr of the best run |"),
-        "the frontier is made of each point's best rate:\n{summary}"
+        checks[2].as_int().unwrap() > 0,
+        "recycled runs see rows again:\n{summary}"
     );
     assert!(
-        summary.contains("Passes over the training activations"),
-        "{summary}"
+        checks[3].as_int().unwrap() >= 3,
+        "the seed check trains seed 1:\n{summary}"
     );
 }

@@ -32,6 +32,14 @@ pub enum ErrorKind {
     /// A long computation stopped by Ctrl-C.
     #[error("interrupted")]
     Interrupted,
+    /// Training whose loss stopped being finite (a learning rate too high,
+    /// or NaN in the data): a result a learning-rate sweep records.
+    #[error("{message}")]
+    Diverged {
+        step: u64,
+        loss: f64,
+        message: String,
+    },
 }
 
 /// A core error: its kind, and its message rendered once. The message makes
@@ -64,6 +72,14 @@ impl Error {
 
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
+    }
+
+    /// The step and loss of training that diverged, if this is that error.
+    pub fn diverged(&self) -> Option<(u64, f64)> {
+        match self.kind {
+            ErrorKind::Diverged { step, loss, .. } => Some((step, loss)),
+            _ => None,
+        }
     }
 
     /// A Ctrl-C, which callers pass on rather than record as a failure.

@@ -30,7 +30,7 @@ pub mod tensor;
 pub mod tensor_format;
 pub mod tensor_io;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 
 /// Every allocation of the test binary is watched, so the corrupted-file
 /// suites can check that no reader trusts a size it read from a file.

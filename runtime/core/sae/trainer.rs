@@ -14,7 +14,7 @@ use super::resample::resample_dead_features;
 use super::{ActivationSource, LossOptions, Sae};
 use crate::optim::clip_grads;
 use crate::options::OptionMap;
-use crate::{interrupt, progress, Error, Result};
+use crate::{interrupt, progress, Error, ErrorKind, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -350,10 +350,16 @@ impl<'a> Trainer<'a> {
             Some(dir) => format!("the last good checkpoint is {}", dir.display()),
             None => "no checkpoint was written yet".to_string(),
         };
-        Error::invalid(format!(
+        let message = format!(
             "the loss became {loss} at step {step}; training stopped before that step's update ({kept}). \
              Check the activations for NaN/Inf, or lower the learning rate"
-        ))
+        );
+        ErrorKind::Diverged {
+            step,
+            loss,
+            message,
+        }
+        .into()
     }
 
     fn track_firing(&mut self, fired: &tch::Tensor, batch: i64) -> Result<()> {

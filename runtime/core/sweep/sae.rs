@@ -27,6 +27,21 @@ struct SweepOptions {
     csv: Option<PathBuf>,
     /// Each run's SAE saved in a subfolder named after its settings.
     save_dir: Option<PathBuf>,
+    /// What a run whose loss stops being finite does to the sweep.
+    #[serde(default)]
+    on_divergence: OnDivergence,
+}
+
+/// What a sweep does with a run whose loss stops being finite.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDivergence {
+    /// Stop the sweep with the trainer's error.
+    #[default]
+    Stop,
+    /// Record the run (loss and mse infinite, `diverged` true, `diverged_at`
+    /// its step) and go on: a learning-rate sweep's highest rates may diverge.
+    Record,
 }
 
 /// What every run of a sweep shares. Deserialised from one option map:
@@ -39,6 +54,7 @@ pub struct SweepSpec {
     pub eval_tokens: u64,
     pub csv: Option<PathBuf>,
     pub save_dir: Option<PathBuf>,
+    pub on_divergence: OnDivergence,
     /// SAE and training options common to every run.
     pub shared: OptionMap,
 }
@@ -85,6 +101,7 @@ impl SweepSpec {
             eval_tokens: o.eval_tokens,
             csv: o.csv,
             save_dir: o.save_dir,
+            on_divergence: o.on_divergence,
             shared,
         })
     }
@@ -173,13 +190,20 @@ impl SweepSpec {
         let mut sae = Sae::new(SaeConfig::from_options(&sae_opts)?)?;
         let mut stream = source(train_cfg.seed, true)?;
         let started = Instant::now();
-        let trained = trainer::train(&mut sae, stream.as_mut(), train_cfg)?;
+        let planned_steps = train_cfg.steps;
+        let planned_tokens = planned_steps * train_cfg.batch_size.max(0) as u64;
+        let trained = match trainer::train(&mut sae, stream.as_mut(), train_cfg) {
+            Err(e) if self.on_divergence == OnDivergence::Record && e.diverged().is_some() => {
+                report(&format!("sweep: {name}: diverged: {e}"));
+                let seconds = started.elapsed().as_secs_f64();
+                let epochs = epochs_of(stream.as_ref(), planned_tokens);
+                let planned = (planned_steps, planned_tokens);
+                return diverged_row(&sae, &e, planned, d_in, seconds, epochs);
+            }
+            other => other?,
+        };
         let seconds = started.elapsed().as_secs_f64();
-        // Passes over the training activations: above 1, the run saw rows again.
-        let epochs = stream
-            .tokens_per_pass()
-            .filter(|&rows| rows > 0)
-            .map(|rows| trained.tokens as f64 / rows as f64);
+        let epochs = epochs_of(stream.as_ref(), trained.tokens);
 
         let mut eval_source = held_out(0, false)?;
         let evaluation = metrics::evaluate(
@@ -248,6 +272,62 @@ impl SweepSpec {
     }
 }
 
+/// Passes over the training activations that `tokens` make: above 1, the
+/// run saw rows again. None for a source of unknown length.
+fn epochs_of(stream: &dyn ActivationSource, tokens: u64) -> Option<f64> {
+    stream
+        .tokens_per_pass()
+        .filter(|&rows| rows > 0)
+        .map(|rows| tokens as f64 / rows as f64)
+}
+
+/// What a sweep records of a run that diverged: its planned steps, tokens
+/// and compute, an infinite loss and mse (so it never wins a comparison),
+/// NaN for the metrics it never reached, the step it diverged at.
+fn diverged_row(
+    sae: &Sae,
+    error: &Error,
+    (planned_steps, planned_tokens): (u64, u64),
+    d_in: i64,
+    seconds: f64,
+    epochs: Option<f64>,
+) -> Result<Row<Scalar>> {
+    let (step, loss) = error.diverged().unwrap_or((0, f64::NAN));
+    let compute = scaling::training_flops(
+        d_in as usize,
+        sae.cfg.n_features as usize,
+        planned_tokens as f64,
+        &sae.cfg.architecture,
+    )
+    .map_err(|e| Error::invalid(format!("sweep: {e}")))?;
+    let mut row = Row::new();
+    row.insert(
+        "kind".into(),
+        Scalar::Text(sae.cfg.architecture.name().to_string()),
+    );
+    row.insert("n_features".into(), Scalar::Int(sae.cfg.n_features));
+    row.insert("steps".into(), Scalar::Int(planned_steps as i64));
+    row.insert("tokens".into(), Scalar::Int(planned_tokens as i64));
+    for (key, value) in [
+        ("compute", compute),
+        ("loss", f64::INFINITY),
+        ("mse", f64::INFINITY),
+        ("l0", f64::NAN),
+        ("explained_variance", f64::NAN),
+        ("dead_fraction", f64::NAN),
+        ("train_loss", loss),
+        ("seconds", seconds),
+    ] {
+        row.insert(key.into(), Scalar::Float(value));
+    }
+    if let Some(epochs) = epochs {
+        row.insert("epochs".into(), Scalar::Float(epochs));
+    }
+    row.insert("diverged".into(), Scalar::Bool(true));
+    row.insert("diverged_at".into(), Scalar::Int(step as i64));
+    Ok(row)
+}
+
 /// What a sweep records of one finished run.
 fn result_row(
     sae: &Sae,
@@ -278,6 +358,7 @@ fn result_row(
     if let Some(epochs) = epochs {
         row.insert("epochs".into(), Scalar::Float(epochs));
     }
+    row.insert("diverged".into(), Scalar::Bool(false));
     row
 }
 
@@ -343,5 +424,54 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("sweep: option 'eval_tokens'"), "{err}");
+    }
+
+    #[test]
+    fn a_diverged_run_is_recorded_when_asked_and_stops_the_sweep_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("runs.csv");
+        let toy = synthetic::superposition(32, 8, 2.0, 512).unwrap();
+        let open = |seed, shuffle| -> Result<Box<dyn ActivationSource>> {
+            Ok(Box::new(TensorSource::new(
+                &toy.activations,
+                seed,
+                shuffle,
+            )?))
+        };
+        // An Adam step of 1e30 overflows f32 at the first update.
+        let points: Vec<Row<Scalar>> = [1e-3, 1e30]
+            .into_iter()
+            .map(|lr| Row::from([("lr".to_string(), Scalar::Float(lr))]))
+            .collect();
+        let spec = |on_divergence: &str| -> SweepSpec {
+            serde_json::from_value(serde_json::json!({
+                "csv": csv, "kind": "relu", "n_features": 16, "steps": 4, "batch_size": 64,
+                "progress": false, "on_divergence": on_divergence
+            }))
+            .unwrap()
+        };
+        let err = spec("stop")
+            .run(points.clone(), &open, None, &mut |_| {})
+            .unwrap_err();
+        assert!(err.diverged().is_some(), "{err}");
+        assert!(err.to_string().contains("lower the learning rate"), "{err}");
+
+        let rows = spec("record")
+            .run(points, &open, None, &mut |_| {})
+            .unwrap();
+        assert_eq!(rows[0]["diverged"], Scalar::Bool(false));
+        assert_eq!(rows[1]["diverged"], Scalar::Bool(true));
+        assert_eq!(rows[1]["loss"], Scalar::Float(f64::INFINITY));
+        assert_eq!(rows[1]["steps"], Scalar::Int(4));
+        let Scalar::Int(at) = rows[1]["diverged_at"] else {
+            panic!("{:?}", rows[1])
+        };
+        assert!(at < 4, "diverged at step {at}");
+        let on_disk: Vec<Row<Scalar>> = crate::sweep::csv::read_rows(&csv).unwrap();
+        assert_eq!(
+            on_disk[1]["loss"],
+            Scalar::Float(f64::INFINITY),
+            "infinity survives the CSV"
+        );
     }
 }

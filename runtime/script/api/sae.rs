@@ -412,7 +412,9 @@ pub mod sae_api {
     /// Trains one SAE per grid point on `cfg.source` (a store or a [tokens, d_in] tensor) and returns a
     /// row per run: `#{n_features, steps, tokens, compute, loss, mse, l0, explained_variance, dead_fraction, ...}`.
     /// Grid keys and other cfg keys are any `sae(...)` or `s.train(...)` option; `held_out` (activations to evaluate on),
-    /// `eval_tokens`, `csv` (one row appended per finished run; a re-run skips them) and `save_dir` configure the sweep.
+    /// `eval_tokens`, `csv` (one row appended per finished run; a re-run skips them), `save_dir` and `on_divergence`
+    /// ("stop", or "record": a run whose loss stops being finite becomes a row with an infinite loss and `diverged: true`)
+    /// configure the sweep.
     /// With `executor: #{local: #{workers: 2}}` the runs are processes of a pool (the rows come back), with
     /// `executor: #{slurm: #{partition, gpus_per_task, max_parallel, ...}}` a Slurm job array (a `Job` comes back).
     /// `sweep(#{n_features: [512, 2048], steps: [100, 300]}, #{source: store, held_out: test_store, csv: "runs/sweep.csv"})`
