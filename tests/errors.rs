@@ -81,6 +81,45 @@ fn script_errors_exit_non_zero_with_file_line_and_column() {
 }
 
 #[test]
+fn errors_inside_an_imported_module_name_its_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // A shipped module: `sig` takes a number; given text, it fails in its own body.
+    let stdlib = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib/scaling.rhai"),
+    )
+    .unwrap();
+    let line = 1 + stdlib
+        .lines()
+        .position(|l| l.contains("let e = x.abs()"))
+        .unwrap();
+    let out = run_script(
+        dir.path(),
+        "uses_stdlib.rhai",
+        "import \"scaling\" as scaling;\nscaling::sig(\"text\", 2)\n",
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("stdlib/scaling.rhai:{line}:")),
+        "{stderr}"
+    );
+    // A module of the user's own, beside the script.
+    std::fs::write(
+        dir.path().join("helper.rhai"),
+        "fn check(x) {\n    let y = x + 1;\n    throw `bad ${y}`;\n}\n",
+    )
+    .unwrap();
+    let out = run_script(
+        dir.path(),
+        "uses_helper.rhai",
+        "import \"helper\" as h;\n\nh::check(1)\n",
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("helper.rhai:3:5: bad 2"), "{stderr}");
+}
+
+#[test]
 fn syntax_errors_report_their_position() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_script(dir.path(), "syntax.rhai", "let x = 1;\nlet = 2;\n", &[]);

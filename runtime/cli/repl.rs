@@ -11,7 +11,7 @@ use saelab::core::interrupt;
 use saelab::script::display::format_value;
 use saelab::script::help::HelpIndex;
 use saelab::script::{
-    describe_error, error_location, is_complete, new_engine, EngineOptions, Session,
+    describe_error, error_location, error_module, is_complete, new_engine, EngineOptions, Session,
 };
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -149,7 +149,12 @@ fn evaluate(session: &mut Session, text: &str, file: Option<&Path>) {
 
 fn print_error(err: &rhai::EvalAltResult, file: Option<&Path>) {
     let (message, position) = describe_error(err);
-    println!("error: {}{message}", error_location(file, position, 1));
+    let evaluated = file.map(|f| f.display().to_string());
+    let module = error_module(err, evaluated.as_deref()).map(PathBuf::from);
+    println!(
+        "error: {}{message}",
+        error_location(module.as_deref().or(file), position, 1)
+    );
 }
 
 fn history_path() -> PathBuf {

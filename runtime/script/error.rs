@@ -62,6 +62,42 @@ pub fn describe_error(err: &EvalAltResult) -> (String, Position) {
     (message, position)
 }
 
+/// The file an error's position is in when that is not the evaluated text
+/// but a module it imported: a function of `stdlib/scaling.rhai` that
+/// failed is reported at its own line in that file, not at the same line
+/// number of the calling script. None when the position is in the evaluated
+/// text itself, whose source name (if it was given one) is `evaluated`.
+pub fn error_module(err: &EvalAltResult, evaluated: Option<&str>) -> Option<String> {
+    let mut current = err;
+    let mut module = None;
+    loop {
+        let (nested, here) = match current {
+            // A function's body lives in its source (empty: the evaluated text).
+            EvalAltResult::ErrorInFunctionCall(_, source, nested, _) => {
+                (nested, (!source.is_empty()).then(|| module_file(source)))
+            }
+            EvalAltResult::ErrorInModule(path, nested, _) => (nested, Some(module_file(path))),
+            _ => return module.filter(|m: &String| Some(m.as_str()) != evaluated),
+        };
+        current = nested;
+        if !current.position().is_none() {
+            module = here;
+        }
+    }
+}
+
+/// The file behind an import path (or a source name): a shipped module's
+/// `stdlib/NAME.rhai`, else the path with rhai's `.rhai` extension.
+fn module_file(path: &str) -> String {
+    if crate::script::stdlib::source(path).is_some() {
+        format!("stdlib/{path}.rhai")
+    } else if Path::new(path).extension().is_some() {
+        path.to_string()
+    } else {
+        format!("{path}.rhai")
+    }
+}
+
 /// The last line of defence (issue 14): a panic that escaped a native
 /// function (caught by the guard in vendor/rhai, or by `Session::eval`) reads
 /// as a bug report, and the session that raised it lives on.

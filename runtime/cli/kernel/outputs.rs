@@ -11,9 +11,9 @@ use saelab::core::dashboard::html::escape;
 use saelab::core::interrupt;
 use saelab::script::api::plot::Figure;
 use saelab::script::console::{display_dir, format_table, Captured};
-use saelab::script::describe_error;
 use saelab::script::display::format_value;
 use saelab::script::error::is_panic;
+use saelab::script::{describe_error, error_module};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -218,8 +218,17 @@ pub fn error_output(err: &EvalAltResult, code: &str) -> ErrorOutput {
         "ScriptError"
     };
     let mut traceback = Vec::new();
-    match (position.line(), position.position()) {
-        (Some(line), column) => {
+    match (
+        position.line(),
+        position.position(),
+        error_module(err, None),
+    ) {
+        // In an imported module's code: its file and line, not the cell's.
+        (Some(line), column, Some(file)) => {
+            let column = column.map(|c| format!(", column {c}")).unwrap_or_default();
+            traceback.push(format!("{ename} in {file}, line {line}{column}: {message}"));
+        }
+        (Some(line), column, None) => {
             let at = match column {
                 Some(column) => format!("line {line}, column {column}"),
                 None => format!("line {line}"),
@@ -232,7 +241,7 @@ pub fn error_output(err: &EvalAltResult, code: &str) -> ErrorOutput {
                 }
             }
         }
-        (None, _) => traceback.push(format!("{ename}: {message}")),
+        (None, _, _) => traceback.push(format!("{ename}: {message}")),
     }
     ErrorOutput {
         ename: ename.into(),
