@@ -300,15 +300,7 @@ fn diverged_row(
         &sae.cfg.architecture,
     )
     .map_err(|e| Error::invalid(format!("sweep: {e}")))?;
-    let mut row = Row::new();
-    row.insert(
-        "kind".into(),
-        Scalar::Text(sae.cfg.architecture.name().to_string()),
-    );
-    row.insert("n_features".into(), Scalar::Int(sae.cfg.n_features));
-    row.insert("steps".into(), Scalar::Int(planned_steps as i64));
-    row.insert("tokens".into(), Scalar::Int(planned_tokens as i64));
-    for (key, value) in [
+    let measured = [
         ("compute", compute),
         ("loss", f64::INFINITY),
         ("mse", f64::INFINITY),
@@ -317,13 +309,14 @@ fn diverged_row(
         ("dead_fraction", f64::NAN),
         ("train_loss", loss),
         ("seconds", seconds),
-    ] {
-        row.insert(key.into(), Scalar::Float(value));
-    }
-    if let Some(epochs) = epochs {
-        row.insert("epochs".into(), Scalar::Float(epochs));
-    }
-    row.insert("diverged".into(), Scalar::Bool(true));
+    ];
+    let mut row = run_row(
+        sae,
+        (planned_steps, planned_tokens),
+        &measured,
+        epochs,
+        true,
+    );
     row.insert("diverged_at".into(), Scalar::Int(step as i64));
     Ok(row)
 }
@@ -337,13 +330,7 @@ fn result_row(
     seconds: f64,
     epochs: Option<f64>,
 ) -> Row<Scalar> {
-    let mut row = Row::new();
-    let kind = sae.cfg.architecture.name().to_string();
-    row.insert("kind".into(), Scalar::Text(kind));
-    row.insert("n_features".into(), Scalar::Int(sae.cfg.n_features));
-    row.insert("steps".into(), Scalar::Int(report.steps as i64));
-    row.insert("tokens".into(), Scalar::Int(report.tokens as i64));
-    for (key, value) in [
+    let measured = [
         ("compute", compute),
         ("loss", evaluation.loss),
         ("mse", evaluation.mse),
@@ -352,13 +339,32 @@ fn result_row(
         ("dead_fraction", evaluation.dead_fraction),
         ("train_loss", report.last.loss),
         ("seconds", seconds),
-    ] {
+    ];
+    run_row(sae, (report.steps, report.tokens), &measured, epochs, false)
+}
+
+/// One run's row: what was trained (kind, width, steps, tokens), what it
+/// measured, the passes it made over its activations and whether it diverged.
+fn run_row(
+    sae: &Sae,
+    (steps, tokens): (u64, u64),
+    measured: &[(&str, f64)],
+    epochs: Option<f64>,
+    diverged: bool,
+) -> Row<Scalar> {
+    let mut row = Row::new();
+    let kind = sae.cfg.architecture.name().to_string();
+    row.insert("kind".into(), Scalar::Text(kind));
+    row.insert("n_features".into(), Scalar::Int(sae.cfg.n_features));
+    row.insert("steps".into(), Scalar::Int(steps as i64));
+    row.insert("tokens".into(), Scalar::Int(tokens as i64));
+    for &(key, value) in measured {
         row.insert(key.into(), Scalar::Float(value));
     }
     if let Some(epochs) = epochs {
         row.insert("epochs".into(), Scalar::Float(epochs));
     }
-    row.insert("diverged".into(), Scalar::Bool(false));
+    row.insert("diverged".into(), Scalar::Bool(diverged));
     row
 }
 
