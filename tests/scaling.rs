@@ -235,6 +235,41 @@ fn the_frontier_hands_back_each_buckets_runs() {
 }
 
 #[test]
+fn each_point_keeps_its_best_finite_rate_and_curves_come_by_budget() {
+    // Two points, each tried at three rates; the highest rate of the first diverged.
+    let picked = eval(
+        "import \"scaling\" as scaling;
+         let runs = [
+             #{n_features: 64, steps: 100, compute: 1e9, lr: 0.001, loss: 5.0, diverged: false},
+             #{n_features: 64, steps: 100, compute: 1e9, lr: 0.003, loss: 4.0, diverged: false},
+             #{n_features: 64, steps: 100, compute: 1e9, lr: 0.01, loss: 1.0 / 0.0, diverged: true},
+             #{n_features: 32, steps: 200, compute: 1e9, lr: 0.001, loss: 6.0, diverged: false},
+             #{n_features: 32, steps: 200, compute: 1e9, lr: 0.003, loss: 7.0, diverged: false},
+             #{n_features: 16, steps: 800, compute: 4e9, lr: 0.001, loss: 3.0, diverged: false},
+         ];
+         let best = scaling::best_per_point(runs);
+         let curve = scaling::isoflop_curve(best, 1e9);
+         [curve.map(|r| `${r.n_features}@${r.lr}`), scaling::lowest_loss(curve), best.len()]",
+    )
+    .into_array()
+    .unwrap();
+    let curve: Vec<String> = picked[0]
+        .clone()
+        .into_array()
+        .unwrap()
+        .into_iter()
+        .map(|v| v.into_string().unwrap())
+        .collect();
+    assert_eq!(
+        curve,
+        ["32@0.001", "64@0.003"],
+        "by width, each at its best finite rate"
+    );
+    assert_eq!(picked[1].as_int().unwrap(), 1);
+    assert_eq!(picked[2].as_int().unwrap(), 3);
+}
+
+#[test]
 fn the_scaling_study_script_runs_end_to_end_on_the_model() {
     // The study at toy size: a few thousand harvested tokens, three budgets.
     let dir = tempfile::tempdir().unwrap();
