@@ -12,9 +12,10 @@
 #                 (/opt/torch/.venv/bin/python3, else python3)
 #   SAELAB_CACHE  the model and corpus (./cache when it holds the model, as in a bundle)
 #   C_MIN C_MAX   budgets in FLOPs [1e13, 1.5e14] (the CPU study: 1e11, 1.5e12)
-#   TOKENS        training tokens harvested [5000000: about all of the demo
-#                 corpus's training split; budgets whose optimum needs more
-#                 are reported as not bracketed, with the tokens they need]
+#   TOKENS        training tokens harvested [6000000: the harvest stops at the
+#                 end of the demo corpus's training split, about 5.3M tokens;
+#                 budgets whose optimum needs more are reported as not
+#                 bracketed, with the tokens they need]
 #   BATCH [4096]  MIN_WIDTH [256]  MAX_WIDTH [16384]  RECYCLE [500000]  SEEDS [3]
 #   EXTRA         more `--set k=v` arguments for the script
 #
@@ -45,5 +46,5 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
     --set c_min="${C_MIN:-1e13}" --set c_max="${C_MAX:-1.5e14}" \
     --set batch="${BATCH:-4096}" \
     --set min_width="${MIN_WIDTH:-256}" --set max_width="${MAX_WIDTH:-16384}" \
-    --set train_tokens="${TOKENS:-5000000}" --set recycle_tokens="${RECYCLE:-500000}" \
+    --set train_tokens="${TOKENS:-6000000}" --set recycle_tokens="${RECYCLE:-500000}" \
     --set seeds="${SEEDS:-3}" ${EXTRA:-} 2>&1 | tee "$out/study.log"
