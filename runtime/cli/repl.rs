@@ -10,9 +10,7 @@ use rustyline::{Context, Editor, Helper, Highlighter, Hinter, Validator};
 use saelab::core::interrupt;
 use saelab::script::display::format_value;
 use saelab::script::help::HelpIndex;
-use saelab::script::{
-    describe_error, error_location, error_module, is_complete, new_engine, EngineOptions, Session,
-};
+use saelab::script::{is_complete, located_message, new_engine, EngineOptions, Session};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -148,13 +146,7 @@ fn evaluate(session: &mut Session, text: &str, file: Option<&Path>) {
 }
 
 fn print_error(err: &rhai::EvalAltResult, file: Option<&Path>) {
-    let (message, position) = describe_error(err);
-    let evaluated = file.map(|f| f.display().to_string());
-    let module = error_module(err, evaluated.as_deref()).map(PathBuf::from);
-    println!(
-        "error: {}{message}",
-        error_location(module.as_deref().or(file), position, 1)
-    );
+    println!("error: {}", located_message(err, file, 1));
 }
 
 fn history_path() -> PathBuf {

@@ -1,8 +1,8 @@
 //! `saelab run FILE [--set name=value ...]`.
 use rhai::{EvalAltResult, Scope};
 use saelab::script::convert::parse_scalar;
-use saelab::script::{describe_error, error_location, error_module, EngineOptions, Session};
-use std::path::{Path, PathBuf};
+use saelab::script::{located_message, EngineOptions, Session};
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Exit status for a script stopped by Ctrl-C, as shells report SIGINT.
@@ -59,10 +59,7 @@ pub fn eval_file(session: &mut Session, file: &Path) -> Result<(), Box<EvalAltRe
 /// Prints `FILE:LINE:COL: message` (or `FILE: message` without a position),
 /// FILE being the imported module's where the error is in one.
 pub fn report_error(file: &Path, err: &EvalAltResult) {
-    let (message, position) = describe_error(err);
-    let module = error_module(err, Some(&file.display().to_string())).map(PathBuf::from);
-    let place = module.as_deref().unwrap_or(file);
-    eprintln!("{}{message}", error_location(Some(place), position, 1));
+    eprintln!("{}", located_message(err, Some(file), 1));
 }
 
 /// `--set name=value`: numbers and booleans keep their type, anything else is text.

@@ -86,6 +86,19 @@ pub fn error_module(err: &EvalAltResult, evaluated: Option<&str>) -> Option<Stri
     }
 }
 
+/// `FILE:LINE:COL: message` for an error of the text evaluated as `file`
+/// (its first line being line `first_line` of that file), or, when the error
+/// is in an imported module's code, at that module's file and line.
+pub fn located_message(err: &EvalAltResult, file: Option<&Path>, first_line: usize) -> String {
+    let (message, position) = describe_error(err);
+    let evaluated = file.map(|f| f.display().to_string());
+    let location = match error_module(err, evaluated.as_deref()) {
+        Some(module) => error_location(Some(Path::new(&module)), position, 1),
+        None => error_location(file, position, first_line),
+    };
+    format!("{location}{message}")
+}
+
 /// The file behind an import path (or a source name): a shipped module's
 /// `stdlib/NAME.rhai`, else the path with rhai's `.rhai` extension.
 fn module_file(path: &str) -> String {

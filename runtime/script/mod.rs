@@ -16,5 +16,5 @@ pub mod stdlib;
 pub mod sweep;
 
 pub use engine::{new_engine, EngineOptions};
-pub use error::{describe_error, error_location, error_module, ScriptResult};
+pub use error::{describe_error, error_location, error_module, located_message, ScriptResult};
 pub use session::{completeness, is_complete, Completeness, Session};

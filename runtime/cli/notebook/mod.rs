@@ -12,7 +12,7 @@ use render::{CellReport, CellStatus, Output, Report};
 use saelab::core::interrupt;
 use saelab::script::console::Captured;
 use saelab::script::display::format_value;
-use saelab::script::{describe_error, error_location, error_module, Session};
+use saelab::script::{located_message, Session};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -212,20 +212,12 @@ fn located_error(
     cell: &Cell,
     err: &rhai::EvalAltResult,
 ) -> String {
-    let (message, position) = describe_error(err);
-    if let Some(module) = error_module(err, None) {
-        let place = PathBuf::from(module);
-        return format!("{}{message}", error_location(Some(&place), position, 1));
-    }
     let place = if is_ipynb(file) {
         PathBuf::from(format!("{} cell {cell_number}", file.display()))
     } else {
         file.to_path_buf()
     };
-    format!(
-        "{}{message}",
-        error_location(Some(&place), position, cell.first_line)
-    )
+    located_message(err, Some(&place), cell.first_line)
 }
 
 /// What a cell showed, in order; `clear_output()` drops what came before it.

@@ -385,6 +385,13 @@ mod tests {
     use crate::sweep::grid_points;
     use std::collections::BTreeMap;
 
+    /// Opens `activations` as a sweep opens its source.
+    fn toy_source(
+        activations: &tch::Tensor,
+    ) -> impl Fn(u64, bool) -> Result<Box<dyn ActivationSource>> + '_ {
+        move |seed, shuffle| Ok(Box::new(TensorSource::new(activations, seed, shuffle)?))
+    }
+
     #[test]
     fn a_rust_caller_runs_a_sweep_and_a_rerun_resumes_from_the_csv() {
         let dir = tempfile::tempdir().unwrap();
@@ -402,13 +409,7 @@ mod tests {
             ("steps".to_string(), vec![Scalar::Int(2)]),
         ]);
         let points = grid_points(&grid).unwrap();
-        let open = |seed, shuffle| -> Result<Box<dyn ActivationSource>> {
-            Ok(Box::new(TensorSource::new(
-                &toy.activations,
-                seed,
-                shuffle,
-            )?))
-        };
+        let open = toy_source(&toy.activations);
         let mut lines = 0;
         let rows = spec
             .run(points.clone(), &open, None, &mut |_| lines += 1)
@@ -437,13 +438,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("runs.csv");
         let toy = synthetic::superposition(32, 8, 2.0, 512).unwrap();
-        let open = |seed, shuffle| -> Result<Box<dyn ActivationSource>> {
-            Ok(Box::new(TensorSource::new(
-                &toy.activations,
-                seed,
-                shuffle,
-            )?))
-        };
+        let open = toy_source(&toy.activations);
         // An Adam step of 1e30 overflows f32 at the first update.
         let points: Vec<Row<Scalar>> = [1e-3, 1e30]
             .into_iter()
